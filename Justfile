@@ -1,0 +1,34 @@
+# hba: the Human Behavior Atlas toolkit. `just --list` shows every recipe.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+fixtures_dir := env_var_or_default("HBA_FIXTURES", "fixtures")
+
+# Install everything (tools, extras, dev tools) into the current Python environment
+install:
+    python -m pip install -q -e ".[dev]"
+
+# Run the fast test suite (what CI runs; < 20 min on 2 cores)
+test *ARGS:
+    python -m pytest -n 2 -q {{ARGS}}
+
+# Run every test, including the slow ones (GPU tests skip without CUDA)
+test-all *ARGS:
+    python -m pytest -n 2 -q -m "" {{ARGS}}
+
+# Build the offline fixtures: tiny Qwen2.5-Omni, tiny whisper, face clips, fixture atlas
+fixtures:
+    python -m hba_core.fixtures {{fixtures_dir}}
+
+# Lint with ruff
+lint:
+    ruff check libs tools tests
+    ruff format --check libs tools tests || true
+
+# The main job on the mini profile: fixtures -> validate -> score (grows as tools land)
+demo: fixtures
+    bash recipes/demo.sh
+
+# All benchmarks; figures go to docs/benchmarks.md by hand
+bench:
+    @echo "benchmarks: see the bench-* recipes"

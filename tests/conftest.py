@@ -1,0 +1,57 @@
+"""Shared test fixtures: the offline tiny models and media, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "annotations"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _fixture_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # HBA_FIXTURES lets a developer reuse fixtures across runs (`just fixtures` writes them there).
+    configured = os.environ.get("HBA_FIXTURES")
+    return Path(configured) if configured else tmp_path_factory.getbasetemp() / "hba-fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixture_data(tmp_path_factory: pytest.TempPathFactory):
+    """Fixture media + atlas only (no torch needed)."""
+    from hba_core.fixtures import build_all
+
+    return build_all(_fixture_root(tmp_path_factory), models=False)
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory: pytest.TempPathFactory):
+    """Everything: tiny Qwen2.5-Omni, tiny whisper, media and the fixture atlas."""
+    pytest.importorskip("torch")
+    from hba_core.fixtures import build_all
+
+    return build_all(_fixture_root(tmp_path_factory), models=True)
+
+
+@pytest.fixture(scope="session")
+def annotations() -> Path:
+    """The real annotation files of nine source datasets (never copied into the project)."""
+    if not ANNOTATIONS.is_dir():
+        pytest.skip("../shared/annotations is absent")
+    return ANNOTATIONS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
