@@ -1,0 +1,45 @@
+"""Every console script declared in pyproject.toml answers --help with an example."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_help(script):
+    module, _, func = SCRIPTS[script].partition(":")
+    code = f"import sys; sys.argv = [{script!r}, '--help']; import {module} as m; m.{func}()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert "Example" in result.stdout or "example" in result.stdout, f"{script} --help has no example"
+
+
+def test_validate_cli_reports_every_problem_by_line(tmp_path):
+    from click.testing import CliRunner
+
+    from hba_tools.validate import main
+
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"problem": "p", "answer": "sad", "dataset": "cremad", "class_label": "sad"}\n'
+                    '{"problem": "p", "answer": "x", "dataset": "cremd"}\n'
+                    'not json\n'
+                    '{"problem": "p", "answer": "x", "dataset": "tess", "class_label": "bored"}\n')
+    result = CliRunner().invoke(main, ["sample", str(path)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{path}:2", f"{path}:3", f"{path}:4"]
+    assert "Did you mean 'cremad'" in lines[0] and "not a tess label" in lines[2]
+    assert "4 records" not in result.stdout  # the summary goes to stderr
+
+
+def test_validate_through_a_pipe(fixture_data):
+    shell = f"cat {fixture_data.atlas} | {sys.executable} -m hba_tools.validate sample -"
+    result = subprocess.run(shell, shell=True, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "192 records, 0 problems" in result.stderr and result.stdout == ""
