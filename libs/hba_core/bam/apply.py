@@ -1,0 +1,69 @@
+"""Applying saved BAM sets at prediction time: h_adapt = h_penult + Δh, then the dataset's BAM head.
+
+>>> bams = load_bams("runs/sft/best/bam")                         # doctest: +SKIP
+>>> probs = bam_probs(bams["mmsd"], pooled, samples, store)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hba_core.bam.adapter import AdapterSet
+from hba_core.bam.features import sample_features
+from hba_core.errors import InputError
+
+
+@dataclass
+class LoadedBam:
+    dataset: str
+    labels: list[str]
+    adapters: AdapterSet
+    head: torch.nn.Linear
+    meta: dict[str, Any]
+
+
+def load_bam(folder: str | Path) -> LoadedBam:
+    """One dataset's BAM set from ``<ckpt>/bam/<dataset>/``."""
+    from safetensors.torch import load_file
+
+    root = Path(folder)
+    if not (root / "bam.json").is_file():
+        raise InputError(str(root), "not a BAM folder (no bam.json); pass the folder hba-bam wrote")
+    meta = json.loads((root / "bam.json").read_text())
+    state = load_file(str(root / "adapters.safetensors"))
+    hidden = int(state["head.weight"].shape[1])
+    settings = meta["settings"]
+    adapters = AdapterSet(meta["feat_dims"], hidden, settings["hidden"], settings["dropout"], settings["alpha_init"])
+    adapters.load_state_dict({k.removeprefix("adapters."): v for k, v in state.items() if k.startswith("adapters.")})
+    head = torch.nn.Linear(hidden, len(meta["labels"]))
+    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+    return LoadedBam(meta["dataset"], list(meta["labels"]), adapters.eval(), head.eval(), meta)
+
+
+def load_bams(folder: str | Path) -> dict[str, LoadedBam]:
+    """Every BAM set under ``folder`` (a ``bam/`` directory, or one dataset's folder), by dataset."""
+    root = Path(folder)
+    if (root / "bam.json").is_file():
+        found = [load_bam(root)]
+    else:
+        found = [load_bam(p.parent) for p in sorted(root.glob("*/bam.json"))]
+    if not found:
+        raise InputError(str(root), "no BAM sets found (expected <dataset>/bam.json); train them with hba-bam")
+    return {b.dataset: b for b in found}
+
+
+@torch.no_grad()
+def bam_logits(bam: LoadedBam, pooled: torch.Tensor, samples: list[dict[str, Any]], store: Any) -> torch.Tensor:
+    """Logits (B, n_labels) of the BAM head on pooled h_penult (B, H) plus the adapters' Δh."""
+    feats, valid = {}, {}
+    for adapter in bam.adapters.streams:
+        found = sample_features(store, samples, adapter)
+        feats[adapter] = torch.from_numpy(found.values)
+        valid[adapter] = torch.from_numpy(found.valid)
+    h_adapt = bam.adapters(pooled.float().cpu(), feats, valid)
+    return bam.head(h_adapt)

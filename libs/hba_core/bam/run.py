@@ -1,0 +1,206 @@
+"""hba-bam's work: train, select and save one BAM set per dataset on a frozen SFT checkpoint.
+
+For each dataset: pooled h_penult of its train and val samples (read from the cache, or one frozen
+backbone pass that fills it), its descriptor vectors from the store, then :func:`train_cls` on the
+vectors. The dataset's head starts as a copy of the SFT task head; the backbone is never changed.
+
+Saved beside the checkpoint (``<ckpt>/bam/<dataset>/``): ``adapters.safetensors`` (adapters and the
+dataset's head) and ``bam.json`` (streams and feature sizes, the descriptor-store stream settings they
+expect, hyper-parameters, best epoch, per-epoch history, and what was missing). Deleting the folder
+restores the SFT model exactly.
+
+Free-text datasets (SIQ2, IntentQA, MimeQA) are where Δh would enter the decoder (added to every
+position of h_penult, i.e. the input of the last decoder layer); that path is not built yet, and
+such datasets are reported as skipped, never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hba_core import registry
+from hba_core.bam.adapter import AdapterSet
+from hba_core.bam.cache import PooledCache, cached_vectors, model_fingerprint, sample_key
+from hba_core.bam.features import adapter_streams, sample_features
+from hba_core.bam.train import BamSettings, Split, TrainResult, default_batch_size, train_cls
+from hba_core.errors import HbaError
+from hba_core.samples import MODALITY_TAG, iter_samples
+
+BAM_DIR = "bam"
+
+
+@dataclass
+class BamJob:
+    checkpoint: str
+    samples: str
+    store: str
+    datasets: list[str]
+    data_root: str = "."
+    out: str | None = None  # default: <checkpoint>/bam
+    streams: tuple[str, ...] = ("audio", "video")
+    no_raw_media: bool = False  # the backbone sees only text; descriptors carry audio and video
+    settings: BamSettings = field(default_factory=BamSettings)
+    cache_dir: str | None = None  # default: <checkpoint>/bam/.cache; "" disables the cache
+    fps: float = 2.0
+    max_frames: int = 32
+    batch_size: int = 4  # backbone pass
+
+
+def text_only(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample as the backbone sees it under ``--no-raw-media``: prompt without modality tags, no media."""
+    problem = "\n".join(line for line in MODALITY_TAG.sub("", sample["problem"]).splitlines() if line.strip())
+    return {**sample, "problem": problem, "videos": [], "audios": [], "images": [], "modality_signature": "text"}
+
+
+def _pooled_vectors(model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob,
+                    cache: PooledCache | None) -> tuple[np.ndarray, int, list[str]]:
+    """Pooled h_penult (N, H) for the samples (NaN rows for samples whose media failed), computed count, failures."""
+    from hba_core.model.batching import plan_batches
+    from hba_core.model.collate import Collator, MediaSettings
+    from hba_core.model.omnisapiens import pooled_penultimate
+
+    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+    key_settings = {**asdict(media), "no_raw_media": job.no_raw_media}
+    key_settings.pop("data_root")
+    keys = [sample_key(s, key_settings) for s in samples]
+    collate = Collator(processor, media, targets=False)
+    hidden = model.text_config.hidden_size
+    failed: list[str] = []
+
+    @torch.no_grad()
+    def compute(indices: list[int]) -> np.ndarray:
+        part = [samples[i] for i in indices]
+        out = np.full((len(part), hidden), np.nan, np.float32)
+        position = {s["id"]: j for j, s in enumerate(part)}
+        for batch_rows in plan_batches(part, job.batch_size, seed=0, epoch=0, shuffle=False):
+            batch = collate([part[j] for j in batch_rows])
+            failed.extend(sample_id for sample_id, _ in batch.skipped)
+            if len(batch):
+                pooled, _ = pooled_penultimate(model.thinker, batch)
+                for sample_id, vector in zip(batch.ids, pooled.float().cpu().numpy()):
+                    out[position[sample_id]] = vector
+        return out
+
+    h, computed = cached_vectors(cache, keys, compute)
+    return h, computed, failed
+
+
+def _split(samples: list[dict[str, Any]], h: np.ndarray, store: Any, adapters: tuple[str, ...],
+           summary: dict[str, Any]) -> Split:
+    from hba_core.model.collate import label_index
+
+    ok = ~np.isnan(h).any(axis=1)
+    rows = [s for s, keep in zip(samples, ok) if keep]
+    feats, valid = {}, {}
+    for adapter in adapters:
+        found = sample_features(store, rows, adapter)
+        feats[adapter] = torch.from_numpy(found.values)
+        valid[adapter] = torch.from_numpy(found.valid)
+        summary.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
+        summary["no_valid_frames"][adapter] += found.no_valid_frames
+        summary.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
+    labels = torch.tensor([label_index(s) for s in rows], dtype=torch.long)
+    return Split(torch.from_numpy(h[ok]), feats, valid, labels)
+
+
+def save_bam(out_dir: Path, dataset: str, result: TrainResult, meta: dict[str, Any]) -> Path:
+    """``<out>/<dataset>/adapters.safetensors`` + ``bam.json``, written to a temp folder then renamed."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    target = out_dir / dataset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=out_dir))
+    state = {f"adapters.{k}": v.contiguous() for k, v in result.adapters.state_dict().items()}
+    state.update({f"head.{k}": v.contiguous() for k, v in result.head.state_dict().items()})
+    save_file(state, str(tmp / "adapters.safetensors"))
+    (tmp / "bam.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
+    """Train every requested dataset's BAM set; return the run summary (also written as summary.json)."""
+    from hba_core.descriptors.store import open_store
+    from hba_core.model.checkpoint import load_checkpoint, load_checkpoint_processor
+
+    for name in job.datasets:
+        registry.dataset(name)
+    model, config = load_checkpoint(job.checkpoint)
+    processor = load_checkpoint_processor(job.checkpoint, config)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    store = open_store(job.store)
+    out_dir = Path(job.out) if job.out else Path(job.checkpoint) / BAM_DIR
+    cache_dir = out_dir / ".cache" if job.cache_dir is None else (Path(job.cache_dir) if job.cache_dir else None)
+    cache = PooledCache(cache_dir, model_fingerprint(job.checkpoint)) if cache_dir else None
+    by_dataset: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for _, sample in iter_samples(job.samples):
+        if sample.get("dataset") in job.datasets and sample.get("split") in ("train", "val"):
+            row = text_only(sample) if job.no_raw_media else sample
+            by_dataset.setdefault(sample["dataset"], {}).setdefault(sample["split"], []).append(row)
+    summary: dict[str, Any] = {"checkpoint": str(job.checkpoint), "store": str(job.store), "datasets": {}}
+    for name in job.datasets:
+        ds = registry.dataset(name)
+        report: dict[str, Any] = {}
+        summary["datasets"][name] = report
+        adapters_for = adapter_streams(name, job.streams)
+        splits = by_dataset.get(name, {})
+        if ds.is_free_text:
+            report["skipped"] = "free-text dataset: the decoder path of BAM is not implemented yet"
+        elif not adapters_for:
+            report["skipped"] = "no audio or video descriptors for this dataset (BAM = the SFT model)"
+        elif not splits.get("train"):
+            report["skipped"] = "no training samples (split 'train') in the samples file"
+        if "skipped" in report:
+            print(f"bam: {name}: skipped - {report['skipped']}", file=log)
+            continue
+        start = time.perf_counter()
+        parts = {}
+        for split_name in ("train", "val"):
+            rows = splits.get(split_name, [])
+            h, computed, failed = _pooled_vectors(model, processor, rows, job, cache) if rows else (
+                np.zeros((0, model.text_config.hidden_size), np.float32), 0, [])
+            report[f"{split_name}_samples"] = len(rows)
+            report.setdefault("backbone_passes", 0)
+            report["backbone_passes"] += computed
+            report.setdefault("media_failed", []).extend(failed)
+            parts[split_name] = _split(rows, h, store, adapters_for, report)
+        task = ds.task.code
+        if task not in model.heads.heads:
+            raise HbaError(f"{job.checkpoint} has no {task} head; train hba-sft cls on {name} first")
+        head = torch.nn.Linear(model.text_config.hidden_size, len(model.label_space[task]))
+        head.load_state_dict(model.heads.heads[task].state_dict())
+        torch.manual_seed(job.settings.seed)
+        dims = {a: int(parts["train"].feats[a].shape[1]) for a in adapters_for}
+        adapters = AdapterSet(dims, model.text_config.hidden_size, job.settings.hidden, job.settings.dropout,
+                              job.settings.alpha_init)
+        batch = job.settings.batch_size or default_batch_size(name)
+        result = train_cls(adapters, head, parts["train"], parts["val"], replace(job.settings, batch_size=batch), batch)
+        report.update({"adapters": list(adapters_for), "feat_dims": dims, "best_epoch": result.best_epoch,
+                       "history": [asdict(e) for e in result.history], "seconds": round(time.perf_counter() - start, 3)})
+        meta = {"dataset": name, "task": task, "labels": model.label_space[task], "adapters": list(adapters_for),
+                "feat_dims": dims, "no_raw_media": job.no_raw_media, "settings": asdict(job.settings),
+                "batch_size": batch, "store_streams": {s: store.streams[s] for s in store.streams},
+                "checkpoint_fingerprint": model_fingerprint(job.checkpoint), "fps": job.fps,
+                "max_frames": job.max_frames, **{k: report[k] for k in ("best_epoch", "history")}}
+        saved = save_bam(out_dir, name, result, meta)
+        report["saved"] = str(saved)
+        print(f"bam: {name}: best epoch {result.best_epoch}, val CE "
+              f"{result.history[result.best_epoch - 1].val_loss:.4f} -> {saved}", file=log)
+    (out_dir).mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
