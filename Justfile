@@ -29,6 +29,13 @@ lint:
 demo: fixtures
     bash recipes/demo.sh
 
-# All benchmarks; figures go to docs/benchmarks.md by hand
-bench:
-    @echo "benchmarks: see the bench-* recipes"
+# All benchmarks (figures: docs/benchmarks.md)
+bench: bench-score bench-convert
+
+# hba-score: 1 M predictions over all 16 datasets, vectorised vs a per-class Python loop
+bench-score *ARGS:
+    python benchmarks/bench_score.py {{ARGS}}
+
+# hba-convert: build time of the largest source (CMU-MOSEI) and all sources from annotation files
+bench-convert *ARGS:
+    python benchmarks/bench_convert.py {{ARGS}}

@@ -9,10 +9,10 @@ import sys
 import orjson
 import pytest
 from click.testing import CliRunner
-from hba_tools.convert import main
 
 from hba_core.convert.base import make_sample
 from hba_core.convert.release import RELEASE_FILES
+from hba_tools.convert import main
 
 COMMANDS = ("build", "import", "export", "stats", "select", "validate")
 

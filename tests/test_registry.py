@@ -1,7 +1,7 @@
+import pytest
+
 from hba_core import registry
 from hba_core.errors import UnknownNameError
-
-import pytest
 
 
 def test_sixteen_official_datasets_ten_tasks():
@@ -9,7 +9,8 @@ def test_sixteen_official_datasets_ten_tasks():
     assert sorted(names) == sorted([
         "chsimsv2", "cremad", "daicwoz", "meld_emotion", "meld_senti", "mmpsy_anxiety", "mmpsy_depression", "mmsd",
         "mosei_emotion", "mosei_senti", "ptsd_in_the_wild", "tess", "urfunny", "intentqa", "mimeqa", "siq2"])
-    assert sorted(registry.get().tasks) == sorted(["SEN", "EMO", "SOC", "INT", "NVC", "HUM", "SAR", "ANX", "DEP", "PTSD"])
+    codes = ["SEN", "EMO", "SOC", "INT", "NVC", "HUM", "SAR", "ANX", "DEP", "PTSD"]
+    assert sorted(registry.get().tasks) == sorted(codes)
 
 
 def test_unified_label_space_has_25_classes_in_release_order():
@@ -36,7 +37,8 @@ def test_datasets_of_a_task_share_the_task_domain():
 def test_table7_totals():
     reg = registry.get()
     counted_by_source = {s.name for s in reg.sources.values() if s.paper_counts}
-    total = sum(sum(d.paper_counts) for d in reg.datasets.values() if d.paper_counts and d.source not in counted_by_source)
+    total = sum(sum(d.paper_counts) for d in reg.datasets.values()
+                if d.paper_counts and d.source not in counted_by_source)
     total += sum(sum(s.paper_counts) for s in reg.sources.values() if s.paper_counts)
     assert total == 101_964
 

@@ -31,7 +31,8 @@ def test_official_line_loads_and_validates_unchanged(tmp_path):
 def test_ids_are_stable_and_repeats_are_numbered(tmp_path):
     path = tmp_path / "s.jsonl"
     other = orjson.loads(OFFICIAL_LINE) | {"answer": "happy", "class_label": "happy"}
-    path.write_text("\n".join([OFFICIAL_LINE, orjson.dumps(other).decode(), OFFICIAL_LINE, '{"id": "mine", "problem": "p", "answer": "a", "dataset": "siq2"}']) + "\n")
+    mine = '{"id": "mine", "problem": "p", "answer": "a", "dataset": "siq2"}'
+    path.write_text("\n".join([OFFICIAL_LINE, orjson.dumps(other).decode(), OFFICIAL_LINE, mine]) + "\n")
     ids = [s["id"] for _, s in iter_samples(path)]
     base = sample_id(orjson.loads(OFFICIAL_LINE))
     assert ids[0] == base and ids[2] == base + "#2" and ids[1] != base and ids[3] == "mine"

@@ -15,7 +15,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Report :class:`HbaError` (bad input or options) as ``Error: <one line>`` with exit code 1; bugs keep their traceback."""
+    """Report :class:`HbaError` (bad input or options) as ``Error: <one line>``, exit code 1.
+
+    Anything else is a bug and keeps its traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -30,7 +30,8 @@ def _names(value: str) -> tuple[str, ...]:
 @click.option("--epochs", default=4, show_default=True, help="Epochs; the one with the lowest val CE is kept.")
 @click.option("--lr-adapter", default=5e-4, show_default=True)
 @click.option("--lr-head", default=1e-4, show_default=True)
-@click.option("--batch-size", default=None, type=int, help="Effective batch [default: C.2's: 4 DAIC-WOZ, 16 MUStARD/MimeQA, else 32].")
+@click.option("--batch-size", default=None, type=int,
+              help="Effective batch [default: C.2's: 4 DAIC-WOZ, 16 MUStARD/MimeQA, else 32].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Recompute pooled h_penult instead of reading the cache.")
 @click.option("--cache", "cache_dir", default=None, help="Cache folder [default: <out>/.cache].")

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import click
-from hba_tools._cli import info, user_errors
 
 from hba_core import registry
 from hba_core.convert import BuildSummary, Reject, build_source
@@ -17,6 +16,7 @@ from hba_core.convert.validate import validate_file
 from hba_core.errors import InputError
 from hba_core.jsonl import LineError, atomic_output, dumps_line, iter_jsonl
 from hba_core.samples import iter_samples
+from hba_tools._cli import info, user_errors
 
 
 @click.group()

@@ -8,7 +8,7 @@ every tool, so predictions, judgments and scores line up without any extra file.
 
 >>> row = {"problem": "<audio>\\nHi.", "answer": "sad", "dataset": "cremad", "audios": ["a.wav"]}
 >>> sample_id(row)
-'cremad-3e9b3e4f7fa0b1c5'
+'cremad-1117b53306ebc6c9'
 """
 
 from __future__ import annotations
@@ -55,15 +55,18 @@ class Sample(TypedDict, total=False):
 def sample_id(row: dict[str, Any]) -> str:
     """The row's ``id``, or one derived from its content: ``<dataset>-<16 hex digits>``.
 
-    Derived ids depend only on the identity fields, so the same official line gets the same id in
+    The digest is the first 16 hex digits of SHA-256 over the JSON array of ``dataset, problem, answer,
+    images, videos, audios, texts`` (compact JSON, in that order). Derived ids depend only on these,
+    so the same official line gets the same id in
     every file and every tool; two identical lines in one file are told apart by
     :func:`iter_samples` (``#2``, ``#3``, ... in file order).
     """
     given = row.get("id")
     if isinstance(given, str) and given:
         return given
-    identity = {name: row.get(name) for name in _IDENTITY_FIELDS}
-    digest = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    # A JSON array of the identity fields in fixed order: half the cost of a key-sorted object (1 M rows).
+    identity = [row.get(name) for name in _IDENTITY_FIELDS]
+    digest = hashlib.sha256(orjson.dumps(identity)).hexdigest()[:16]
     return f"{row.get('dataset', 'unknown')}-{digest}"
 
 

@@ -71,6 +71,7 @@ class AdapterSet(nn.Module):
         """Sum of the streams' residuals, (B, H)."""
         return sum(adapter(feats[s], valid[s]) for s, adapter in self.adapters.items())  # type: ignore[return-value]
 
-    def forward(self, h_pooled: torch.Tensor, feats: dict[str, torch.Tensor], valid: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, h_pooled: torch.Tensor, feats: dict[str, torch.Tensor],
+                valid: dict[str, torch.Tensor]) -> torch.Tensor:
         """h_adapt = h_penult + dh, (B, H)."""
         return h_pooled + self.delta(feats, valid).to(h_pooled.dtype)

@@ -40,7 +40,8 @@ def model_fingerprint(checkpoint: str | os.PathLike[str]) -> str:
 
 def sample_key(sample: dict[str, Any], media_settings: dict[str, Any]) -> str:
     """What determines one sample's h besides the model: its id, prompt, media and how media are read."""
-    identity = {name: sample.get(name) for name in ("id", "problem", "videos", "audios", "images", "modality_signature")}
+    fields = ("id", "problem", "videos", "audios", "images", "modality_signature")
+    identity = {name: sample.get(name) for name in fields}
     return hashlib.sha256(orjson.dumps([identity, media_settings], option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 

@@ -191,7 +191,8 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
         batch = job.settings.batch_size or default_batch_size(name)
         result = train_cls(adapters, head, parts["train"], parts["val"], replace(job.settings, batch_size=batch), batch)
         report.update({"adapters": list(adapters_for), "feat_dims": dims, "best_epoch": result.best_epoch,
-                       "history": [asdict(e) for e in result.history], "seconds": round(time.perf_counter() - start, 3)})
+                       "history": [asdict(e) for e in result.history],
+                       "seconds": round(time.perf_counter() - start, 3)})
         meta = {"dataset": name, "task": task, "labels": model.label_space[task], "adapters": list(adapters_for),
                 "feat_dims": dims, "no_raw_media": job.no_raw_media, "settings": asdict(job.settings),
                 "batch_size": batch, "store_streams": {s: store.streams[s] for s in store.streams},

@@ -1,0 +1,141 @@
+"""hba-score: the benchmark's unified metrics for any model's outputs (never loads a model, never needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+from hba_core.errors import HbaError, InputError
+from hba_core.jsonl import atomic_output, display_name
+from hba_core.scoring import Predictions, Truth, embedded_predictions, load_judgments, load_predictions, load_truth
+from hba_tools._cli import info, user_errors
+
+FORMATS = ("json", "md", "csv", "latex")
+
+
+def _default_name(path: str) -> str:
+    return "stdin" if path == "-" else Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
+
+
+def _name_by_model_field(models: list[Predictions]) -> None:
+    """Without --name, a file whose rows all carry one ``model`` field (hba-predict writes it) is named by it."""
+    named = [next(iter(m.models_named)) if len(m.models_named) == 1 else m.name for m in models]
+    if len(set(named)) == len(named):
+        for m, name in zip(models, named):
+            m.name = name
+    elif len({m.name for m in models}) != len(models):
+        raise HbaError(f"model names repeat ({', '.join(m.name for m in models)}): set them with --name")
+
+
+def _judgment_plan(items: tuple[str, ...], names: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(file, model it belongs to, model field to filter by) for each --judgments value."""
+    plan, plain = [], []
+    for item in items:
+        prefix, sep, rest = item.partition("=")
+        if sep and prefix in names:
+            plan.append((rest, prefix, None))
+        elif sep and not Path(item).exists():
+            raise HbaError(f"--judgments {item}: no model named {prefix!r}; models: {', '.join(names)}")
+        else:
+            plain.append(item)
+    assigned = {model for _, model, _ in plan}
+    open_names = [n for n in names if n not in assigned]
+    if len(plain) == len(open_names):
+        plan += [(path, name, None) for path, name in zip(plain, open_names)]
+    elif len(plain) == 1:  # one shared file: each row's "model" field says whose answer it judged
+        if plain[0] == "-":
+            raise HbaError("--judgments -: stdin cannot be shared by several models; give one file per model")
+        plan += [(plain[0], name, name) for name in open_names]
+    elif plain:
+        raise HbaError(f"{len(plain)} --judgments files for {len(open_names)} models: give one per model "
+                       "(in --pred order, or as NAME=FILE), or one file whose rows carry a \"model\" field")
+    return plan
+
+
+@click.command()
+@click.argument("predictions", nargs=-1, type=click.Path(allow_dash=True))
+@click.option("--truth", required=True, type=click.Path(allow_dash=True), help="HBA samples JSONL (the ground truth).")
+@click.option("--pred", "preds", multiple=True, type=click.Path(allow_dash=True),
+              help="Predictions JSONL ({id, prediction}); repeat for several models (before the PREDICTIONS args).")
+@click.option("--name", "names", multiple=True, help="Model name per predictions file, in order (default: file name).")
+@click.option("--pred-field", "pred_fields", multiple=True,
+              help="Score predictions stored in the truth file under this field (one model each).")
+@click.option("--judgments", "judgments", multiple=True,
+              help="hba-judge output for the free-text tasks: [NAME=]FILE, one per model in order, "
+                   "or one file whose rows name their model.")
+@click.option("--strict", is_flag=True, help="Missing, duplicate, unknown or invalid records are errors.")
+@click.option("--bootstrap", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Bootstrap replicates for 95% intervals (0: none; 1000 is typical).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--compare", nargs=2, default=None, metavar="A B", help="Paired bootstrap test of model A against B.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("-o", "--output", default="-", type=click.Path(allow_dash=True), show_default=True,
+              help="Where the report goes (written atomically).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also draw the models x tasks heatmap to this PNG.")
+@click.option("--examples", default=3, show_default=True, help="Unparseable answers quoted per dataset.")
+@user_errors
+def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names: tuple[str, ...],
+         pred_fields: tuple[str, ...], judgments: tuple[str, ...], strict: bool, bootstrap: int, seed: int,
+         compare: tuple[str, str] | None, fmt: str, output: str, plot: str | None, examples: int) -> None:
+    """Score predictions against the Human Behavior Atlas with the paper's unified metrics.
+
+    Free-text answers are turned into labels (\\boxed{}, <answer>, "Answer: ...", else the first
+    label mentioned); anything naming no label counts as wrong and is reported. Free-text tasks
+    (SOC, INT, NVC) are scored from hba-judge judgments. Counts of missing, duplicate and unknown
+    ids go to stderr and into the report; --strict makes them errors.
+
+    \b
+    Examples:
+        hba-score --truth test.jsonl --pred model_a.jsonl --pred model_b.jsonl \\
+            --judgments a=judged_a.jsonl --judgments b=judged_b.jsonl --name a --name b --format md
+        cat preds.jsonl | hba-score --truth atlas.jsonl -
+        hba-score --truth test.jsonl --pred a.jsonl --pred b.jsonl --bootstrap 1000 --compare a b
+    """
+    from hba_core.score_formats import plot_heatmap, to_csv, to_latex, to_markdown
+    from hba_core.scoring import score
+
+    files = [*preds, *predictions]
+    if not files and not pred_fields:
+        raise HbaError("nothing to score: give a predictions file (or - for stdin), --pred FILE or --pred-field FIELD")
+    if sum(p == "-" for p in [*files, truth, *(j.partition("=")[2] or j for j in judgments)]) > 1:
+        raise HbaError("stdin (-) can be read only once: give the other inputs as files")
+    if names and len(names) != len(files):
+        raise HbaError(f"{len(names)} --name for {len(files)} predictions files: give one name per file, in order")
+    gold: Truth = load_truth(truth, tuple(pred_fields))
+    info(f"{display_name(truth)}: {len(gold.ids)} samples")
+    models: list[Predictions] = [load_predictions(p, n, gold, strict)
+                                 for p, n in zip(files, names or [_default_name(p) for p in files])]
+    if not names:
+        _name_by_model_field(models)
+    models += [embedded_predictions(gold, f) for f in pred_fields]
+    by_name = {m.name: m for m in models}
+    for path, model, model_filter in _judgment_plan(judgments, list(by_name)):
+        load_judgments(path, by_name[model], gold, strict, model_filter)
+    report = score(gold, models, bootstrap=bootstrap, seed=seed, compare=compare, examples=examples)
+    for m in report["models"]:
+        c = m["counts"]
+        info(f"{m['name']}: {c['matched']} matched, {c['missing']} missing, {c['unparseable']} unparseable, "
+             f"{c['duplicate']} duplicate, {c['unknown_id']} unknown ids, {c['invalid']} invalid lines")
+        if m["judgments"]:
+            j = m["judgments"]
+            info(f"{m['name']} judgments: {j['matched']} matched, {j['unjudged']} free-text samples unjudged, "
+                 f"{j['duplicate']} duplicate, {j['unknown_id']} unknown ids, {j['invalid']} invalid")
+        for problem in m["problems"][:5]:
+            info(f"  {problem}")
+    if fmt == "json":
+        payload = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+    else:
+        payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[fmt](report).encode()
+    with atomic_output(output) as out:
+        out.write(payload)
+    if plot:
+        try:
+            info(f"heatmap: {plot_heatmap(report, plot)}")
+        except ImportError as exc:
+            raise InputError("--plot", f"needs matplotlib ({exc}); pip install 'hba[score]'") from None
+
+
+if __name__ == "__main__":
+    main()
