@@ -30,7 +30,7 @@ demo: fixtures
     bash recipes/demo.sh
 
 # All benchmarks (figures: docs/benchmarks.md)
-bench: bench-score bench-convert
+bench: bench-score bench-convert bench-judge
 
 # hba-score: 1 M predictions over all 16 datasets, vectorised vs a per-class Python loop
 bench-score *ARGS:
@@ -39,3 +39,7 @@ bench-score *ARGS:
 # hba-convert: build time of the largest source (CMU-MOSEI) and all sources from annotation files
 bench-convert *ARGS:
     python benchmarks/bench_convert.py {{ARGS}}
+
+# hba-judge: throughput against a local server with 100 ms latency, and a fully cached re-run
+bench-judge *ARGS:
+    python benchmarks/bench_judge.py {{ARGS}}
