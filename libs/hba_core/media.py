@@ -44,7 +44,7 @@ def resolve_media(root: str | os.PathLike[str], relative: str, *, allow_outside:
     return joined
 
 
-def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
+def _open(path: Path):
     import av
 
     if not path.exists():

@@ -255,7 +255,8 @@ def _judgment(item: Item, model: str, variant_name: str, predicting_model: str) 
     record = item.record
     if record is None:  # every item is decided by now; anything else is a bug
         raise RuntimeError(f"sample {item.id} was never judged")
-    row = {"id": item.id, "model": predicting_model, "dataset": item.dataset, "correct": record.get("correct"), "status": record["status"],
+    row = {"id": item.id, "model": predicting_model, "dataset": item.dataset, "correct": record.get("correct"),
+           "status": record["status"],
            "explanation": record.get("explanation"), "judge_model": model, "prompt_variant": variant_name,
            "raw": record.get("raw"), "latency_s": record.get("latency_s"), "error": record.get("error"),
            "cached": item.cached}
