@@ -30,7 +30,7 @@ demo: fixtures
     bash recipes/demo.sh
 
 # All benchmarks (figures: docs/benchmarks.md)
-bench: bench-score bench-convert bench-judge
+bench: bench-score bench-convert bench-judge bench-collate bench-grpo
 
 # hba-score: 1 M predictions over all 16 datasets, vectorised vs a per-class Python loop
 bench-score *ARGS:
@@ -43,3 +43,15 @@ bench-convert *ARGS:
 # hba-judge: throughput against a local server with 100 ms latency, and a fully cached re-run
 bench-judge *ARGS:
     python benchmarks/bench_judge.py {{ARGS}}
+
+# Collator (decode + processor) samples/s on CPU for text, audio and video+audio samples
+bench-collate *ARGS: fixtures
+    python benchmarks/bench_collate.py {{ARGS}}
+
+# GRPO rollout and training tokens/s on CPU with the tiny fixture
+bench-grpo *ARGS: fixtures
+    python benchmarks/bench_grpo.py --fixtures {{fixtures_dir}} {{ARGS}}
+
+# GPU only: full-size random-weight Thinker, SFT step throughput, MFU, memory; predict samples/s
+bench-gpu *ARGS:
+    python benchmarks/bench_sft_gpu.py {{ARGS}}

@@ -1,0 +1,137 @@
+"""Loading Qwen2.5-Omni's Thinker (never the Talker) and its processor, and adding LoRA.
+
+``name_or_path`` is a hub id (default ``Qwen/Qwen2.5-Omni-7B``) or a local directory in the hub's
+layout: a composite ``qwen2_5_omni`` config.json with ``thinker.``-prefixed weights. transformers
+reads the Thinker's part of that config and renames the weights on load; the speech-output Talker
+and token2wav weights are never read - that is what keeps ZeRO-3 working.
+
+LoRA (App. C.2 defaults: r=32, alpha=64, dropout 0.05) goes on the q/k/v/o/gate/up/down projections
+of the *language model only*. The audio and vision encoders get no LoRA and stay frozen, as in the
+paper's setup: their MLPs also have ``gate_proj``/``up_proj``/``down_proj`` modules, so the target is a
+regular expression anchored on ``model.language_model.layers``.
+
+>>> from hba_core.model.backbone import load_thinker, load_processor, add_lora   # doctest: +SKIP
+>>> thinker = add_lora(load_thinker("Qwen/Qwen2.5-Omni-7B", dtype="bfloat16"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The LLM's linear projections (attention + MLP); anchored so the encoders' MLPs are left alone.
+LORA_TARGET_REGEX = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA hyper-parameters (App. C.2)."""
+
+    r: int = 32  # rank: higher = more capacity and memory
+    alpha: int = 64  # scale = alpha / r
+    dropout: float = 0.05
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``"bfloat16"`` -> ``torch.bfloat16``; unknown names list the valid ones."""
+    from hba_core.errors import UnknownNameError
+
+    if name not in DTYPES:
+        raise UnknownNameError("dtype", name, list(DTYPES))
+    return DTYPES[name]
+
+
+def _quiet_transformers() -> None:
+    # The hub config's Talker token ids lie outside the Thinker's vocabulary check; the Talker is not loaded.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def load_thinker(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32", attn_implementation: str = "sdpa",
+                 device: str | torch.device | None = None) -> Any:
+    """The Thinker (audio encoder + vision encoder + LLM + LM head) in eval mode, weights in ``dtype``.
+
+    Returns a ``Qwen2_5OmniThinkerForConditionalGeneration``. A missing path/unknown id raises
+    :class:`~hba_core.errors.InputError` with the fix.
+    """
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from hba_core.errors import InputError
+
+    _quiet_transformers()
+    try:
+        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            name_or_path, dtype=torch_dtype(dtype), attn_implementation=attn_implementation)
+    except OSError as exc:
+        raise InputError(name_or_path, f"cannot load a Qwen2.5-Omni checkpoint ({exc}); pass a local directory "
+                                       "in the hub layout or a hub id available offline") from None
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def build_random_thinker(config: Any = None, *, dtype: str = "bfloat16") -> Any:
+    """A Thinker with random weights (benchmarks: speed does not depend on weights).
+
+    ``config`` defaults to transformers' ``Qwen2_5OmniThinkerConfig()``, whose defaults are the 7B
+    Thinker's sizes; nothing is downloaded.
+    """
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    _quiet_transformers()
+    config = config if config is not None else Qwen2_5OmniThinkerConfig()
+    return Qwen2_5OmniThinkerForConditionalGeneration._from_config(config, dtype=torch_dtype(dtype))
+
+
+def load_processor(name_or_path: str = DEFAULT_MODEL) -> Any:
+    """The official ``Qwen2_5OmniProcessor`` (tokenizer, Whisper feature extractor, image/video processors)."""
+    from transformers import Qwen2_5OmniProcessor
+
+    from hba_core.errors import InputError
+
+    _quiet_transformers()
+    try:
+        processor = Qwen2_5OmniProcessor.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise InputError(name_or_path, f"cannot load the Qwen2.5-Omni processor ({exc})") from None
+    # Left padding everywhere: generation appends on the right, and teacher-forcing targets sit at each row's end.
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def add_lora(thinker: Any, settings: LoraSettings = LoraSettings()) -> Any:
+    """Wrap the Thinker in a peft ``PeftModel`` with LoRA on the LLM projections; everything else frozen.
+
+    LoRA's B matrices start at zero, so the wrapped model computes exactly what the base does.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=LORA_TARGET_REGEX, bias="none")
+    return get_peft_model(thinker, config)
+
+
+def load_lora(thinker: Any, adapter_dir: str, *, trainable: bool = True) -> Any:
+    """Wrap the Thinker with a saved peft adapter (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(thinker, adapter_dir, is_trainable=trainable)
+
+
+def base_thinker(model: Any) -> Any:
+    """The ``Qwen2_5OmniThinkerForConditionalGeneration`` inside a peft wrapper (or the model itself)."""
+    from peft import PeftModel
+
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())

@@ -1,0 +1,156 @@
+"""OmniSapiens: the Thinker (with LoRA), task heads on pooled h_penult, and the LM head as decoder.
+
+Public API, for the SFT, BAM and GRPO tools:
+
+- :func:`pooled_penultimate` - masked mean of ``hidden_states[-2]`` (B, H): BAM adds its Δh to this
+  vector before the heads, and can cache it;
+- :meth:`OmniSapiens.head_logits` - heads on a pooled vector (BAM calls it with ``pooled + delta``);
+- :meth:`OmniSapiens.forward` - classification loss and/or teacher-forced LM loss for a batch;
+- :func:`generate` - decoded text for a batch (greedy by default);
+- :func:`response_logprobs` - per-token log-probabilities of given response tokens (GRPO's ratio and KL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hba_core.model.collate import IGNORE_INDEX, Batch
+from hba_core.model.heads import TaskHeads, classification_loss, masked_mean
+
+
+@dataclass
+class Losses:
+    """Summed losses and their counts; ``total`` is what is back-propagated (mean per sample/token)."""
+
+    total: torch.Tensor
+    cls_sum: float = 0.0
+    cls_count: int = 0
+    lm_sum: float = 0.0
+    lm_count: int = 0
+    correct: int = 0
+    predicted: dict[int, int] = field(default_factory=dict)  # row -> argmax label index (rows with a head)
+
+
+def model_inputs(batch: Batch) -> dict[str, Any]:
+    """The Thinker's keyword arguments for a batch."""
+    return dict(batch.inputs)
+
+
+def pooled_penultimate(thinker: nn.Module, batch: Batch) -> tuple[torch.Tensor, Any]:
+    """(pooled h_penult (B, H) float32, model output). h_penult = ``hidden_states[-2]``, masked mean over
+    every text/audio/video position of the attention mask."""
+    out = thinker(**model_inputs(batch), output_hidden_states=True, use_cache=False)
+    h_penult = out.hidden_states[-2]  # (B, T, H)
+    return masked_mean(h_penult, batch.inputs["attention_mask"]), out
+
+
+def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Teacher-forced next-token cross-entropy summed over target tokens (labels != IGNORE_INDEX)."""
+    shift_logits = logits[:, :-1].float()  # (B, T-1, V)
+    shift_labels = labels[:, 1:]  # (B, T-1)
+    count = int((shift_labels != IGNORE_INDEX).sum())
+    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, count
+
+
+class OmniSapiens(nn.Module):
+    """The Thinker (plain or peft-wrapped) + :class:`TaskHeads`. ``hidden_size`` is the LLM's width."""
+
+    def __init__(self, thinker: nn.Module, label_space: dict[str, list[str]]):
+        super().__init__()
+        self.thinker = thinker
+        hidden = self.text_config.hidden_size
+        self.heads = TaskHeads(hidden, label_space)
+
+    @property
+    def text_config(self) -> Any:
+        config = self.thinker.config
+        return getattr(config, "text_config", config)
+
+    @property
+    def label_space(self) -> dict[str, list[str]]:
+        return self.heads.label_space
+
+    def lm_head(self) -> nn.Linear:
+        return self.thinker.get_output_embeddings()
+
+    def head_logits(self, pooled: torch.Tensor, tasks: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return self.heads(pooled, tasks)
+
+    def forward(self, batch: Batch, *, cls: bool = True, lm: bool = True) -> Losses:
+        """Losses of a batch: CE of the task heads (rows with a label) and LM CE on target tokens.
+
+        ``total`` = mean CE over labelled rows + mean CE over target tokens (L = L_cls + L_qa, App. B.1).
+        """
+        pooled, out = pooled_penultimate(self.thinker, batch)
+        parts: list[torch.Tensor] = []
+        losses = Losses(total=torch.zeros((), device=pooled.device))
+        if cls:
+            routed = self.head_logits(pooled, batch.tasks)
+            total, count = classification_loss(routed, batch.label_index)
+            if total is not None and count:
+                parts.append(total / count)
+                losses.cls_sum, losses.cls_count = float(total.detach()), count
+                for rows, logits in routed.values():
+                    best = logits.detach().argmax(-1)
+                    losses.correct += int((best == batch.label_index.index_select(0, rows)).sum())
+                    losses.predicted.update(zip(rows.tolist(), best.tolist()))
+        if lm and batch.lm_labels is not None:
+            total, count = lm_loss_sum(out.logits, batch.lm_labels)
+            if count:
+                parts.append(total / count)
+                losses.lm_sum, losses.lm_count = float(total.detach()), count
+        if parts:
+            losses.total = torch.stack(parts).sum()
+        elif any(p.requires_grad for p in self.parameters()):
+            # Keep every rank's autograd graph alike (DeepSpeed/DDP) even when a batch has nothing to learn.
+            losses.total = pooled.sum() * 0.0
+        return losses
+
+    @torch.no_grad()
+    def classify(self, batch: Batch) -> dict[int, tuple[str, dict[str, float]]]:
+        """Row -> (predicted label, label -> probability) for rows with a head."""
+        pooled, _ = pooled_penultimate(self.thinker, batch)
+        result: dict[int, tuple[str, dict[str, float]]] = {}
+        for code, (rows, logits) in self.head_logits(pooled, batch.tasks).items():
+            labels = self.label_space[code]
+            probs = logits.float().softmax(-1).cpu()
+            for row, p in zip(rows.tolist(), probs):
+                result[row] = (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)})
+        return result
+
+
+@torch.no_grad()
+def generate(thinker: nn.Module, batch: Batch, tokenizer: Any, *, max_new_tokens: int = 64, greedy: bool = True,
+             temperature: float = 1.0) -> list[str]:
+    """Decoded continuations of a (left-padded) batch; greedy by default, sampling with ``greedy=False``."""
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": not greedy,
+                              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    if not greedy:
+        kwargs["temperature"] = temperature
+    out = thinker.generate(**model_inputs(batch), **kwargs)
+    new = out[:, batch.inputs["input_ids"].shape[1]:]
+    return tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
+def response_logprobs(thinker: nn.Module, batch: Batch, response_ids: torch.Tensor,
+                      response_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probabilities (B, R) of ``response_ids`` (B, R) appended to the batch's prompts.
+
+    ``response_mask`` (B, R) is 1 on real response tokens; padded positions get 0. Gradients flow
+    (GRPO's policy ratio); wrap in ``torch.no_grad()`` for the reference model.
+    """
+    inputs = model_inputs(batch)
+    prompt_len = inputs["input_ids"].shape[1]
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], response_ids], dim=1)  # (B, P+R)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"])], 1)
+    logits = thinker(**inputs, use_cache=False).logits  # (B, P+R, V)
+    logits = logits[:, prompt_len - 1:-1].float()  # the positions predicting each response token
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+    return logp * response_mask.to(logp.dtype)

@@ -1,0 +1,173 @@
+"""The policy side of a GRPO run: model (full or LoRA), processor, optimizer, DeepSpeed engine, collator,
+rollout engine and reference policy, built from a :class:`~hba_core.rl.config.GrpoConfig`.
+
+Loading and collation are the model core's (:mod:`hba_core.model.backbone`, :mod:`hba_core.model.collate`):
+GRPO reads samples and media exactly as SFT and prediction do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hba_core.errors import InputError
+from hba_core.rl import checkpoint as ckpt
+from hba_core.rl.config import GrpoConfig
+from hba_core.rl.rollout import HFGenerateEngine, RolloutEngine, VLLMEngine
+
+
+class Policy:
+    """What the loop holds: the model (or DeepSpeed engine), processor, optimizer, collator, engine."""
+
+    def __init__(self, config: GrpoConfig, *, world_size: int = 1):
+        from hba_core.model.backbone import LoraSettings, add_lora, load_lora, load_processor
+        from hba_core.model.collate import Collator, MediaSettings, think_template
+
+        self.config = config
+        cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+        dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if self.device.type == "cuda" else "float32")
+        if dtype != "float32" and not (config.lora or config.deepspeed):
+            # AdamW on bf16 weights drops every update below bf16's precision (lr 5e-7 updates vanish);
+            # DeepSpeed keeps fp32 master weights, peft keeps LoRA weights in fp32.
+            raise InputError("--dtype", f"full fine-tuning in {dtype} without fp32 master weights loses small "
+                                        "updates; add --deepspeed zero2 or --lora, or use --dtype float32")
+        self.processor = load_processor(_processor_source(config.init))
+        self.processor.tokenizer.padding_side = "left"  # generation appends on the right
+        tok = self.processor.tokenizer
+        self.eos_id, self.pad_id = tok.eos_token_id, tok.pad_token_id
+        model = _load_init(config.init, dtype)
+        self.resume_from = ckpt.latest_checkpoint(Path(config.out))
+        if config.lora:
+            model = (load_lora(model, str(self.resume_from / "policy")) if self.resume_from
+                     else add_lora(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha)))
+        elif self.resume_from:
+            model = _load_init(str(self.resume_from / "policy"), dtype)
+        for name, p in model.named_parameters():  # the encoders stay frozen: RL trains the decoder
+            if ".audio_tower." in f".{name}" or ".visual." in f".{name}":
+                p.requires_grad_(False)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        model.to(self.device).train()
+        self.model = model
+        self.ref_model = None
+        if config.beta > 0 and not config.lora:  # with LoRA the reference is the base (adapter disabled)
+            self.ref_model = _load_init(config.init, dtype).to(self.device).eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.engine = None
+        if config.deepspeed:
+            import deepspeed
+
+            ds_config = deepspeed_config(config, world_size)
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=self.optimizer,
+                                                                     config=ds_config)
+        template = Path(config.template).read_text(encoding="utf-8") if config.template else think_template()
+        if "{problem}" not in template:
+            raise InputError(config.template or "template", "the template has no {problem} placeholder")
+        self.template = template
+        root = config.data_root or str(Path(config.train).resolve().parent)
+        self.media = MediaSettings(data_root=root)
+        self.collate = Collator(self.processor, self.media, targets=False)  # validation batches
+        self.rollout: RolloutEngine
+        if config.engine == "hf":
+            self.rollout = HFGenerateEngine(model, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                                            suppress_token_ids=media_token_ids(self.processor))
+        elif config.engine == "vllm":
+            if config.lora:
+                raise InputError("--engine vllm", "weight sync needs full fine-tuning; drop --lora or use --engine hf")
+            try:
+                self.rollout = VLLMEngine(config.init, eos_token_id=self.eos_id)
+            except ImportError as exc:
+                raise InputError("--engine vllm", str(exc)) from None
+            self.rollout.sync_weights(model)  # a resumed or LoRA policy differs from the files at config.init
+        else:
+            raise InputError("--engine", f"unknown rollout engine {config.engine!r}; valid: hf, vllm")
+
+    @property
+    def forward_module(self) -> Any:
+        return self.engine if self.engine is not None else self.model
+
+    def prompt(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The sample with the reasoning template applied to its ``problem``."""
+        return {**sample, "problem": self.template.rstrip("\n").format(problem=sample["problem"])}
+
+    def backward_step(self, loss: torch.Tensor) -> None:
+        if self.engine is not None:
+            self.engine.backward(loss, scale_wrt_gas=False)
+        else:
+            loss.backward()
+
+    def optimizer_step(self) -> float:
+        """Clip, step, zero; returns the gradient norm."""
+        if self.engine is not None:
+            self.engine.step()  # unmanaged accumulation: this call is the boundary (reduce + clip + step)
+            norm = self.engine.get_global_grad_norm()
+            return float(norm) if norm is not None else float("nan")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+
+def media_token_ids(processor: Any) -> list[int]:
+    """Media placeholder and boundary token ids: a response must not contain them (the Thinker's forward
+    pass and its 3-D rope positions read them as audio/image/video segments)."""
+    tok = processor.tokenizer
+    names = ("audio_token", "image_token", "video_token", "audio_bos_token", "audio_eos_token",
+             "vision_bos_token", "vision_eos_token")
+    return sorted({tok.convert_tokens_to_ids(getattr(tok, n)) for n in names if getattr(tok, n, None)})
+
+
+def deepspeed_config(config: GrpoConfig, world_size: int) -> dict[str, Any]:
+    """The shipped ZeRO-2 config (``zero2``) or a JSON file, with the run's batch sizes filled in.
+
+    ZeRO-3 is refused: its sharded weights would make every decoding step of the rollouts gather the
+    whole model, and saving the policy would need a gather too. ZeRO-2 (+ LoRA or activation
+    checkpointing) fits the 7B Thinker on 80-141 GB GPUs.
+    """
+    from importlib import resources
+
+    name = config.deepspeed
+    if name == "zero2":
+        text = resources.files("hba_core.rl").joinpath("deepspeed/zero2.json").read_text()
+    else:
+        path = Path(str(name))
+        if not path.is_file():
+            raise InputError("--deepspeed", f"{name!r} is neither zero2 nor a DeepSpeed JSON file")
+        text = path.read_text()
+    ds = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    if ds.get("zero_optimization", {}).get("stage", 0) > 2:
+        raise InputError("--deepspeed", "ZeRO stage 3 is not supported by hba-grpo (rollouts would gather the "
+                                        "weights at every token); use zero2, with --lora if memory is short")
+    ds["train_micro_batch_size_per_gpu"] = config.micro_batch
+    ds["gradient_accumulation_steps"] = 1  # unmanaged: our loop decides where a mini-batch ends
+    ds["managed_gradient_accumulation"] = False
+    ds["gradient_clipping"] = config.max_grad_norm
+    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and torch.cuda.is_available())
+    ds.setdefault("bf16", {})["enabled"] = bf16
+    return ds
+
+
+def _processor_source(init: str) -> str:
+    from hba_core.model.checkpoint import is_checkpoint
+
+    if is_checkpoint(init) and not (Path(init) / "tokenizer_config.json").exists():
+        return json.loads((Path(init) / "config.json").read_text())["base_model"]
+    return init
+
+
+def _load_init(init: str, dtype: str) -> Any:
+    """A Qwen2.5-Omni Thinker (hub id / path / GRPO checkpoint), or an hba-sft checkpoint with LoRA merged."""
+    from hba_core.model.backbone import load_thinker
+    from hba_core.model.checkpoint import is_checkpoint, load_checkpoint, merge_lora
+
+    if is_checkpoint(init):
+        model, _ = load_checkpoint(init, dtype=dtype)
+        return merge_lora(model)
+    return load_thinker(init, dtype=dtype)
