@@ -20,7 +20,8 @@ def _names(value: str) -> tuple[str, ...]:
               help="HBA samples JSONL with train and val splits of the datasets.")
 @click.option("--store", required=True, type=click.Path(exists=True), help="Descriptor store (hba-descriptors).")
 @click.option("--datasets", required=True, help="Comma-separated dataset names, e.g. mmsd,urfunny.")
-@click.option("--root", default=".", show_default=True, help="Data root the samples' media paths are relative to.")
+@click.option("--root", "--data-root", "root", default=".", show_default=True,
+              help="Data root the samples' media paths are relative to.")
 @click.option("--out", default=None, help="Where to save adapters [default: <init>/bam].")
 @click.option("--streams", default="audio,video", show_default=True,
               help="Adapters to train: audio (OpenSMILE), video (MediaPipe face+pose) or both (Table 12).")

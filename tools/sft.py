@@ -41,7 +41,8 @@ _FLAGS: list[tuple[str, Any, str]] = [
 
 def _options(func: Any) -> Any:
     for flag, kind, text in reversed(_FLAGS):
-        func = click.option(flag, type=kind, default=None, help=text)(func)
+        names = ("--root", flag, "data_root") if flag == "--data-root" else (flag,)  # --root as in every tool
+        func = click.option(*names, type=kind, default=None, help=text)(func)
     func = click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
                         help="recompute activations in backward: less memory, ~30% slower [on]")(func)
     func = click.option("--resume", is_flag=True, help="continue RUN from its last saved state")(func)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hba_core import registry
+from hba_core.errors import HbaError
 from hba_core.jsonl import atomic_output
 
 
@@ -88,6 +89,30 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| Model | " + " | ".join(codes) + " |", "|" + "---|" * (len(codes) + 1)]
     for model, cells in zip(report["models"], _task_grid(report, bold, underline)):
         lines.append("| " + " | ".join([model["name"], *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_delta(report: dict[str, Any]) -> str:
+    """Two models side by side as in the paper's Table 6 (SFT vs BAM): per dataset and task, both scores,
+    the relative change Δ% of the second over the first and the absolute change Δ."""
+    if len(report["models"]) != 2:
+        raise HbaError(f"--format delta compares exactly two models; got {len(report['models'])}")
+    base, other = report["models"]
+    lines = [f"| Task | Dataset | {base['name']} | {other['name']} | Δ% | Δ |", "|---|---|---|---|---|---|"]
+
+    def row(task: str, dataset: str, a: float | None, b: float | None) -> str:
+        absolute = None if a is None or b is None else b - a
+        relative = "–" if absolute is None or not a else f"{100 * absolute / a:+.1f}%"
+        delta = "–" if absolute is None else f"{absolute:+.3f}"
+        return f"| {task} | {dataset} | {fmt(a)} | {fmt(b)} | {relative} | {delta} |"
+
+    for code, names in columns(report):
+        for name in names:
+            lines.append(row(code, registry.dataset(name).title, base["datasets"].get(name, {}).get("value"),
+                             other["datasets"].get(name, {}).get("value")))
+        if len(names) > 1:
+            lines.append(row(code, "mean", base["tasks"].get(code, {}).get("value"),
+                             other["tasks"].get(code, {}).get("value")))
     return "\n".join(lines) + "\n"
 
 

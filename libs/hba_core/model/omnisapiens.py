@@ -117,13 +117,23 @@ class OmniSapiens(nn.Module):
     def classify(self, batch: Batch) -> dict[int, tuple[str, dict[str, float]]]:
         """Row -> (predicted label, label -> probability) for rows with a head."""
         pooled, _ = pooled_penultimate(self.thinker, batch)
+        return self.classify_pooled(pooled, batch.tasks)
+
+    @torch.no_grad()
+    def classify_pooled(self, pooled: torch.Tensor, tasks: list[str]) -> dict[int, tuple[str, dict[str, float]]]:
+        """:meth:`classify` on pooled h_penult (B, H) already computed (BAM adds its Δh first)."""
         result: dict[int, tuple[str, dict[str, float]]] = {}
-        for code, (rows, logits) in self.head_logits(pooled, batch.tasks).items():
-            labels = self.label_space[code]
-            probs = logits.float().softmax(-1).cpu()
-            for row, p in zip(rows.tolist(), probs):
-                result[row] = (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)})
+        for code, (rows, logits) in self.head_logits(pooled, tasks).items():
+            result.update(label_probabilities(logits, self.label_space[code], rows.tolist()))
         return result
+
+
+def label_probabilities(logits: torch.Tensor, labels: list[str],
+                        rows: list[int]) -> dict[int, tuple[str, dict[str, float]]]:
+    """Row -> (argmax label, label -> softmax probability) for logits (n, n_labels) of ``rows``."""
+    probs = logits.float().softmax(-1).cpu()
+    return {row: (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)})
+            for row, p in zip(rows, probs)}
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from hba_core.model import checkpoint as ckpt
 from hba_core.model.backbone import load_processor, load_thinker
 from hba_core.model.batching import make_loader, plan_batches
 from hba_core.model.collate import Batch, Collator, MediaSettings
-from hba_core.model.omnisapiens import OmniSapiens, generate
+from hba_core.model.omnisapiens import OmniSapiens, generate, label_probabilities, pooled_penultimate
 from hba_core.samples import iter_samples
 
 MODES = ("heads", "generate")
@@ -37,12 +37,46 @@ MODES = ("heads", "generate")
 
 @dataclass
 class Predictor:
-    """A loaded model ready to predict: ``model`` is None for a base model without heads."""
+    """A loaded model ready to predict: ``model`` is None for a base model without heads.
+
+    ``bam`` (dataset -> BAM set) and ``store`` (descriptor store) apply Behavioral Adapter Modules:
+    those datasets' rows are classified by their BAM head on h_penult + Δh.
+    """
 
     name: str
     thinker: Any
     processor: Any
     model: OmniSapiens | None = None
+    bam: dict[str, Any] | None = None
+    store: Any = None
+
+
+def attach_bam(predictor: Predictor, bam_dir: str, store_path: str) -> None:
+    """Load the BAM sets under ``bam_dir`` (hba-bam's output) and the descriptor store they read."""
+    from hba_core.bam.apply import load_bams
+    from hba_core.descriptors.store import open_store
+
+    if predictor.model is None:
+        raise InputError(predictor.name, "--bam needs an hba checkpoint (the SFT model the adapters were trained on)")
+    predictor.bam = load_bams(bam_dir)
+    predictor.store = open_store(store_path)
+
+
+def _classify(predictor: Predictor, batch: Batch, samples: dict[str, dict[str, Any]],
+              ) -> dict[int, tuple[str, dict[str, float]]]:
+    assert predictor.model is not None
+    if not predictor.bam or not set(batch.datasets) & set(predictor.bam):
+        return predictor.model.classify(batch)
+    from hba_core.bam.apply import bam_logits
+
+    pooled, _ = pooled_penultimate(predictor.thinker, batch)
+    result = predictor.model.classify_pooled(pooled, batch.tasks)
+    for name in set(batch.datasets) & set(predictor.bam):
+        rows = [i for i, d in enumerate(batch.datasets) if d == name]
+        bam = predictor.bam[name]
+        logits = bam_logits(bam, pooled[rows], [samples[batch.ids[i]] for i in rows], predictor.store)
+        result.update(label_probabilities(logits, bam.labels, rows))
+    return result
 
 
 def load_predictor(name_or_path: str, *, dtype: str = "float32", base_model: str | None = None,
@@ -58,7 +92,7 @@ def load_predictor(name_or_path: str, *, dtype: str = "float32", base_model: str
 
 
 def predict_batch(predictor: Predictor, batch: Batch, *, mode: str, template: str | None,
-                  max_new_tokens: int) -> list[dict[str, Any]]:
+                  max_new_tokens: int, samples: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Prediction rows for one collated batch."""
     rows: list[dict[str, Any]] = []
     classified: dict[int, tuple[str, dict[str, float]]] = {}
@@ -66,7 +100,7 @@ def predict_batch(predictor: Predictor, batch: Batch, *, mode: str, template: st
         if predictor.model is None:
             raise InputError(predictor.name, "heads mode needs an hba checkpoint (written by hba-sft); "
                                              "use --mode generate for a base model")
-        classified = predictor.model.classify(batch)
+        classified = _classify(predictor, batch, samples or {})
     texts: list[str] = []
     if len(classified) < len(batch):
         texts = generate(predictor.thinker, batch, predictor.processor.tokenizer, max_new_tokens=max_new_tokens)
@@ -109,6 +143,7 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
         seen[sample["id"]] = line
         if sample["id"] not in writer.done:
             todo.append(sample)
+    by_id = {s["id"]: s for s in todo}
     plan = plan_batches(todo, batch_size, seed=0, epoch=0, shuffle=False)
     collate = Collator(predictor.processor, media, targets=False, template=template)
     bar = _progress_bar(len(todo)) if progress else None
@@ -124,7 +159,7 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
             cut += batch.audio_cut
             if batch.ids:
                 rows = predict_batch(predictor, batch.to(device), mode=mode, template=template,
-                                     max_new_tokens=max_new_tokens)
+                                     max_new_tokens=max_new_tokens, samples=by_id)
                 writer.write(rows)
                 written += len(rows)
             if bar is not None:
