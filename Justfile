@@ -30,7 +30,7 @@ demo: fixtures
     bash recipes/demo.sh
 
 # All benchmarks (figures: docs/benchmarks.md)
-bench: bench-score bench-convert bench-judge bench-collate bench-grpo
+bench: bench-score bench-convert bench-judge bench-collate bench-grpo bench-descriptors bench-bam
 
 # hba-score: 1 M predictions over all 16 datasets, vectorised vs a per-class Python loop
 bench-score *ARGS:
@@ -55,3 +55,11 @@ bench-grpo *ARGS: fixtures
 # GPU only: full-size random-weight Thinker, SFT step throughput, MFU, memory; predict samples/s
 bench-gpu *ARGS:
     python benchmarks/bench_sft_gpu.py {{ARGS}}
+
+# Descriptors: tool overhead vs MediaPipe/OpenSMILE directly, --workers 2 vs 1, store vs .pt reads
+bench-descriptors *ARGS:
+    python benchmarks/bench_descriptors.py {{ARGS}}
+
+# BAM: 4 epochs with vs without the pooled-h cache; Table 13 latency with and without BAM
+bench-bam *ARGS: fixtures
+    python benchmarks/bench_bam.py --fixtures {{fixtures_dir}} {{ARGS}}

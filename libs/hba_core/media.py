@@ -122,22 +122,28 @@ def sample_video_frames(path: str | os.PathLike[str], fps: float = 2.0, max_fram
         frames: list[np.ndarray] = []
         stamps: list[float] = []
         next_i = 0
-        previous = None
+        previous: list = [None, None]  # [av frame, its RGB array once converted]: only kept frames are converted
+
+        def rgb(entry: list) -> np.ndarray:
+            if entry[1] is None:
+                entry[1] = _to_rgb(entry[0], max_side)
+            return entry[1]
+
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else len(stamps) / base_fps
-                while next_i < wanted.size and wanted[next_i] < t - 0.5 / base_fps and previous is not None:
-                    frames.append(previous[1])
+                while next_i < wanted.size and wanted[next_i] < t - 0.5 / base_fps and previous[0] is not None:
+                    frames.append(rgb(previous))
                     stamps.append(float(wanted[next_i]))
                     next_i += 1
                 if next_i >= wanted.size:
                     break
-                image = _to_rgb(frame, max_side)
+                current = [frame, None]
                 if wanted[next_i] <= t + 0.5 / base_fps:
-                    frames.append(image)
+                    frames.append(rgb(current))
                     stamps.append(float(wanted[next_i]))
                     next_i += 1
-                previous = (t, image)
+                previous = current
         except av.error.FFmpegError as exc:
             raise MediaError(str(p), f"video decode failed ({exc})") from None
     if not frames:

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from hba_core import registry
 from hba_core.bam.adapter import AdapterSet
 from hba_core.bam.cache import PooledCache, cached_vectors, model_fingerprint, sample_key
 from hba_core.bam.features import adapter_streams, sample_features
-from hba_core.bam.train import BamSettings, Split, TrainResult, default_batch_size, train_cls
+from hba_core.bam.train import BamSettings, HSource, Split, TrainResult, default_batch_size, train_cls
 from hba_core.errors import HbaError
 from hba_core.samples import MODALITY_TAG, iter_samples
 
@@ -49,7 +50,7 @@ class BamJob:
     streams: tuple[str, ...] = ("audio", "video")
     no_raw_media: bool = False  # the backbone sees only text; descriptors carry audio and video
     settings: BamSettings = field(default_factory=BamSettings)
-    cache_dir: str | None = None  # default: <checkpoint>/bam/.cache; "" disables the cache
+    cache_dir: str | None = None  # default: <out>/.cache; "" = no cache: the backbone runs every epoch
     fps: float = 2.0
     max_frames: int = 32
     batch_size: int = 4  # backbone pass
@@ -61,9 +62,10 @@ def text_only(sample: dict[str, Any]) -> dict[str, Any]:
     return {**sample, "problem": problem, "videos": [], "audios": [], "images": [], "modality_signature": "text"}
 
 
-def _pooled_vectors(model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob,
-                    cache: PooledCache | None) -> tuple[np.ndarray, int, list[str]]:
-    """Pooled h_penult (N, H) for the samples (NaN rows for samples whose media failed), computed count, failures."""
+def _backbone_pass(model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob,
+                   failed: list[str]) -> tuple[Callable[[list[int]], np.ndarray], dict[str, Any]]:
+    """``compute(indices) -> pooled h_penult (n, H)`` of those samples through the frozen backbone (NaN rows
+    for samples whose media failed, their ids appended to ``failed``), and the media settings that key the cache."""
     from hba_core.model.batching import plan_batches
     from hba_core.model.collate import Collator, MediaSettings
     from hba_core.model.omnisapiens import pooled_penultimate
@@ -71,10 +73,8 @@ def _pooled_vectors(model: Any, processor: Any, samples: list[dict[str, Any]], j
     media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
     key_settings = {**asdict(media), "no_raw_media": job.no_raw_media}
     key_settings.pop("data_root")
-    keys = [sample_key(s, key_settings) for s in samples]
     collate = Collator(processor, media, targets=False)
     hidden = model.text_config.hidden_size
-    failed: list[str] = []
 
     @torch.no_grad()
     def compute(indices: list[int]) -> np.ndarray:
@@ -90,15 +90,32 @@ def _pooled_vectors(model: Any, processor: Any, samples: list[dict[str, Any]], j
                     out[position[sample_id]] = vector
         return out
 
-    h, computed = cached_vectors(cache, keys, compute)
-    return h, computed, failed
+    return compute, key_settings
 
 
-def _split(samples: list[dict[str, Any]], h: np.ndarray, store: Any, adapters: tuple[str, ...],
+def _decodable(samples: list[dict[str, Any]], job: BamJob, processor: Any, failed: list[str]) -> list[dict[str, Any]]:
+    """The samples whose media decode (the uncached path cannot drop a sample in the middle of an epoch)."""
+    from hba_core.errors import MediaError
+    from hba_core.model.collate import MediaSettings, prepare_sample
+
+    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+    kept = []
+    for sample in samples:
+        try:
+            prepare_sample(sample, processor, media, with_target=False)
+        except MediaError:
+            failed.append(sample["id"])
+            continue
+        kept.append(sample)
+    return kept
+
+
+def _split(samples: list[dict[str, Any]], h: np.ndarray | HSource, store: Any, adapters: tuple[str, ...],
            summary: dict[str, Any]) -> Split:
+    """A training split: rows whose h is known (cached matrix) or all rows (uncached: h computed per batch)."""
     from hba_core.model.collate import label_index
 
-    ok = ~np.isnan(h).any(axis=1)
+    ok = ~np.isnan(h).any(axis=1) if isinstance(h, np.ndarray) else np.ones(len(samples), bool)
     rows = [s for s, keep in zip(samples, ok) if keep]
     feats, valid = {}, {}
     for adapter in adapters:
@@ -109,7 +126,7 @@ def _split(samples: list[dict[str, Any]], h: np.ndarray, store: Any, adapters: t
         summary["no_valid_frames"][adapter] += found.no_valid_frames
         summary.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
     labels = torch.tensor([label_index(s) for s in rows], dtype=torch.long)
-    return Split(torch.from_numpy(h[ok]), feats, valid, labels)
+    return Split(torch.from_numpy(h[ok]) if isinstance(h, np.ndarray) else h, feats, valid, labels)
 
 
 def save_bam(out_dir: Path, dataset: str, result: TrainResult, meta: dict[str, Any]) -> Path:
@@ -170,14 +187,26 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
             continue
         start = time.perf_counter()
         parts = {}
+        report.update({"backbone_passes": 0, "media_failed": []})
         for split_name in ("train", "val"):
             rows = splits.get(split_name, [])
-            h, computed, failed = _pooled_vectors(model, processor, rows, job, cache) if rows else (
-                np.zeros((0, model.text_config.hidden_size), np.float32), 0, [])
             report[f"{split_name}_samples"] = len(rows)
-            report.setdefault("backbone_passes", 0)
+            if cache is None:  # the reference's way: the frozen backbone runs again for every batch of every epoch
+                rows = _decodable(rows, job, processor, report["media_failed"])
+                compute, _ = _backbone_pass(model, processor, rows, job, report["media_failed"])
+                counter = report
+
+                def source(index: torch.Tensor, compute: Any = compute, counter: dict = counter) -> torch.Tensor:
+                    counter["backbone_passes"] += int(index.numel())
+                    return torch.from_numpy(compute(index.tolist()))
+
+                parts[split_name] = _split(rows, source, store, adapters_for, report)
+                continue
+            compute, key_settings = _backbone_pass(model, processor, rows, job, report["media_failed"])
+            keys = [sample_key(s, key_settings) for s in rows]
+            h, computed = cached_vectors(cache, keys, compute) if rows else (
+                np.zeros((0, model.text_config.hidden_size), np.float32), 0)
             report["backbone_passes"] += computed
-            report.setdefault("media_failed", []).extend(failed)
             parts[split_name] = _split(rows, h, store, adapters_for, report)
         task = ds.task.code
         if task not in model.heads.heads:

@@ -1,0 +1,226 @@
+"""hba-descriptors: behavioural descriptors (MediaPipe face + pose, OpenSMILE ComParE 2016) in a Zarr store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from hba_core.jsonl import atomic_output, dumps_line
+from hba_tools._cli import info, user_errors
+
+
+@click.group()
+def main() -> None:
+    """Extract, import, merge and inspect behavioural descriptor stores (docs/descriptors.md).
+
+    \b
+    Example:
+        hba-descriptors extract --samples atlas.jsonl --root DATA --store desc.zarr --workers 2
+        hba-descriptors stats --store desc.zarr
+    """
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _report_errors(errors: list[tuple[str, str, str]], limit: int = 20) -> None:
+    for key, stream, reason in errors[:limit]:
+        info(f"  error {key} [{stream}]: {reason}")
+    if len(errors) > limit:
+        info(f"  ... and {len(errors) - limit} more (see `hba-descriptors stats`)")
+
+
+@main.command()
+@click.option("--samples", required=True, type=click.Path(allow_dash=True), help="Samples JSONL (or -).")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="Data root of the media paths.")
+@click.option("--store", "store_path", required=True, type=click.Path(), help="Output Zarr store (created or resumed).")
+@click.option("--streams", default="face,pose,audio", show_default=True, help="Comma-separated: face, pose, audio.")
+@click.option("--fps", default=5.0, show_default=True, help="Video frames per second sent to MediaPipe.")
+@click.option("--max-side", default=640, show_default=True, help="Downscale frames so the longer side is at most this.")
+@click.option("--pose-complexity", type=click.IntRange(0, 1), default=1, show_default=True,
+              help="Bundled pose model: 0 lite, 1 full.")
+@click.option("--face-model", type=click.Path(dir_okay=False, exists=True),
+              help="face_landmarker.task (newer mediapipe).")
+@click.option("--pose-model", type=click.Path(dir_okay=False, exists=True),
+              help="pose_landmarker_*.task (newer mediapipe).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
+@click.option("--shard", help="i/n: process only shard i (0-based) of n; each shard writes its own --store.")
+@click.option("--commit-seconds", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Commit finished clips this often: a kill loses at most this much work plus the clips in flight.")
+@user_errors
+def extract(samples: str, root: str, store_path: str, streams: str, fps: float, max_side: int, pose_complexity: int,
+            face_model: str | None, pose_model: str | None, workers: int, shard: str | None,
+            commit_seconds: float) -> None:
+    """Extract descriptors of every media file the samples use (each once); re-running resumes.
+
+    \b
+    Example:
+        hba-descriptors extract --samples atlas.jsonl --root DATA --store desc.zarr --streams face,pose,audio
+        hba-descriptors extract ... --shard $SLURM_ARRAY_TASK_ID/16 --store desc-$SLURM_ARRAY_TASK_ID.zarr
+    """
+    from hba_core.descriptors.extract import parse_shard, run_extract
+    from hba_core.descriptors.video import VideoConfig
+
+    names = tuple(s.strip() for s in streams.split(",") if s.strip())
+    if fps <= 0:
+        raise click.BadParameter("must be positive", param_hint="--fps")
+    config = VideoConfig(fps=fps, max_side=max_side, pose_complexity=pose_complexity,
+                         face_model=face_model, pose_model=pose_model)
+    with _progress("extract") as progress:
+        summary = run_extract(samples, root, store_path, names, video=config, workers=workers,
+                              shard=parse_shard(shard) if shard else None, commit_seconds=commit_seconds,
+                              progress=progress)
+    frames = ", ".join(f"{s} {n} frames ({summary.invalid_frames.get(s, 0)} without detection)"
+                       for s, n in summary.frames.items())
+    info(f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
+         f"{len(summary.errors)} errors" + (f"; {frames}" if frames else ""))
+    _report_errors(summary.errors)
+    click.echo(store_path)
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(), help="Merged store (created or extended).")
+@click.argument("stores", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@user_errors
+def merge(out: str, stores: tuple[str, ...]) -> None:
+    """Join shard stores into one (clips already in --out are skipped).
+
+    \b
+    Example:
+        hba-descriptors merge --out desc.zarr desc-*.zarr
+    """
+    from hba_core.descriptors.merge import merge_stores
+
+    summary = merge_stores(out, list(stores))
+    copied = ", ".join(f"{s} {n}" for s, n in summary.clips.items()) or "nothing"
+    info(f"merged {len(stores)} stores: {copied} clips copied, {summary.skipped} already there, "
+         f"{summary.errors} error rows")
+    click.echo(out)
+
+
+@main.command("import-pt")
+@click.option("--samples", required=True, type=click.Path(allow_dash=True), help="Release samples JSONL (or -).")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="Release root of the .pt paths.")
+@click.option("--store", "store_path", required=True, type=click.Path(), help="Output Zarr store.")
+@user_errors
+def import_pt_command(samples: str, root: str, store_path: str) -> None:
+    """Import the release's ext_video_feats / ext_audio_feats .pt files (torch.load weights_only=True).
+
+    \b
+    Example:
+        hba-descriptors import-pt --samples final_v8_train_cleaned.jsonl --root RELEASE --store release.zarr
+    """
+    from hba_core.descriptors.import_pt import import_pt
+
+    with _progress("import") as progress:
+        summary = import_pt(samples, root, store_path, progress=progress)
+    info(f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
+         f"{len(summary.errors)} errors")
+    _report_errors(summary.errors)
+    click.echo(store_path)
+
+
+@main.command()
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--samples", required=True, type=click.Path(allow_dash=True), help="Samples whose vectors to write.")
+@click.option("--streams", help="Comma-separated streams (default: all in the store).")
+@click.option("--out", default="-", show_default=True, type=click.Path(allow_dash=True),
+              help="`.npz` (ids + one matrix per stream) or JSONL (`-` = stdout).")
+@user_errors
+def pool(store_path: str, samples: str, streams: str | None, out: str) -> None:
+    """Pooled [mean, std] vectors per sample; missing media give NaN rows (counted on stderr).
+
+    \b
+    Example:
+        hba-descriptors pool --store desc.zarr --samples atlas.jsonl --streams audio | head -1
+        hba-descriptors pool --store desc.zarr --samples atlas.jsonl --out pooled.npz
+    """
+    import numpy as np
+
+    from hba_core.descriptors.report import sample_vectors
+    from hba_core.descriptors.store import open_store
+
+    store = open_store(store_path)
+    names = tuple(s.strip() for s in streams.split(",")) if streams else tuple(store.streams)
+    for name in names:
+        store.counts(name)  # unknown stream -> error listing the valid ones
+    ids, vectors, missing = sample_vectors(store, samples, names)
+    if out.endswith(".npz"):
+        arrays = {"ids": np.array(ids, dtype=str)}
+        for name, (matrix, counts) in vectors.items():
+            arrays[name], arrays[f"{name}_valid_counts"] = matrix, counts
+        with atomic_output(out) as fh:
+            np.savez(fh, **arrays)
+    else:
+        with atomic_output(out) as fh:
+            for i, sample in enumerate(ids):
+                row: dict = {"id": sample}
+                for name, (matrix, counts) in vectors.items():
+                    row[name] = [None if x != x else float(x) for x in matrix[i]]
+                    row[f"{name}_valid_counts"] = int(counts[i])
+                fh.write(dumps_line(row))
+    info(f"{len(ids)} samples x {len(names)} streams; {missing} (sample, stream) pairs without descriptors")
+
+
+@main.command()
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, file_okay=False))
+@click.argument("key")
+@user_errors
+def show(store_path: str, key: str) -> None:
+    """Print what the store holds for one media KEY (path as in the samples) as JSON.
+
+    \b
+    Example:
+        hba-descriptors show --store desc.zarr video/clip0.mp4 | python -m json.tool
+    """
+    from hba_core.descriptors.report import show as show_key
+    from hba_core.descriptors.store import open_store
+    from hba_core.errors import InputError
+
+    found = show_key(open_store(store_path), key)
+    if not found["streams"] and not found["errors"]:
+        raise InputError(key, f"not in {store_path}; keys are media paths as the samples write them")
+    sys.stdout.buffer.write(dumps_line(found))
+
+
+@main.command()
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, file_okay=False))
+@user_errors
+def stats(store_path: str) -> None:
+    """Coverage per dataset and stream (clips, frames, frames without a face, errors) as JSONL; a table on stderr.
+
+    \b
+    Example:
+        hba-descriptors stats --store desc.zarr > coverage.jsonl
+    """
+    from hba_core.descriptors.report import stats as store_stats
+    from hba_core.descriptors.store import open_store
+
+    rows = store_stats(open_store(store_path))
+    info(f"{'dataset':<14} {'stream':<10} {'clips':>7} {'frames':>9} {'no-detect':>9} {'empty':>6} {'errors':>6}")
+    for row in rows:
+        sys.stdout.buffer.write(dumps_line(row))
+        info(f"{row['dataset']:<14} {row['stream']:<10} {row['clips']:>7} {row['frames']:>9} "
+             f"{row['invalid_frames']:>9} {row['clips_without_valid_frames']:>6} {row['errors']:>6}")
+
+
+if __name__ == "__main__":
+    main()
