@@ -16,11 +16,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 
-def _atlas(fixtures, n: int, path: Path) -> Path:
+def _atlas(fixtures: Any, n: int, path: Path) -> Path:
     from hba_core.jsonl import write_jsonl
     from hba_core.samples import iter_samples
 

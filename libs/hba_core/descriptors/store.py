@@ -90,6 +90,7 @@ class DescriptorStore:
         self.writable = writable
         self._lock: Any = None
         self._index_cache: dict[str, dict[str, int]] = {}
+        self._column_cache: dict[tuple[str, str], np.ndarray] = {}  # read-only stores: columns never change
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
@@ -219,8 +220,13 @@ class DescriptorStore:
 
     def column(self, stream: str, name: str) -> np.ndarray:
         """A committed per-clip index column (keys, datasets, offsets, lengths, valid_counts) or ``pooled``."""
+        if not self.writable and (stream, name) in self._column_cache:
+            return self._column_cache[(stream, name)]
         n, _ = self.counts(stream)
-        return self.group[stream][name][:n]
+        values = self.group[stream][name][:n]
+        if not self.writable:
+            self._column_cache[(stream, name)] = values
+        return values
 
     def index(self, stream: str) -> dict[str, int]:
         """Media key -> row in the stream's per-clip arrays."""
