@@ -36,7 +36,8 @@ def config_options(fn: Any) -> Any:
                               help=help_text)(fn)
         else:
             required = f.default is dataclasses.MISSING
-            fn = click.option(flag, f.name, type=_click_type(hints[f.name]), required=required,
+            names = ("--root", flag) if flag == "--data-root" else (flag,)  # --root, as in every tool
+            fn = click.option(*names, f.name, type=_click_type(hints[f.name]), required=required,
                               default=None if required else f.default, show_default=not required,
                               help=help_text)(fn)
     return fn
