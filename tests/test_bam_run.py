@@ -23,23 +23,23 @@ def sft_and_store(fixtures, tmp_path_factory):
     from hba_tools.sft import main as sft
 
     root = tmp_path_factory.mktemp("bam")
-    rows = [s for _, s in iter_samples(fixtures.atlas) if s["dataset"] in DATASETS.split(",")]
+    rows = [s for _, s in iter_samples(fixtures.atlas) if s["dataset"] in (*DATASETS.split(","), "mimeqa")]
     atlas = root / "atlas.jsonl"
     write_jsonl(atlas, rows)
     result = CliRunner().invoke(sft, [
         "cls", str(atlas), "--root", str(fixtures.data), "--model", str(fixtures.omni), "-o", str(root / "sft"),
         "--micro-batch", "2", "--batch-size", "2", "--warmup-steps", "1", "--workers", "0", "--epochs", "1",
-        "--no-gradient-checkpointing", "--fps", "1"])
+        "--no-gradient-checkpointing", "--fps", "1", "--datasets", DATASETS])
     assert result.exit_code == 0, result.output
     run_extract(atlas, fixtures.data, root / "desc.zarr", ("face", "pose", "audio"), video=VideoConfig(fps=2.0))
     return root, atlas, root / "sft" / "best", root / "desc.zarr"
 
 
-def _bam(ckpt, atlas, data, store, out, *extra):
+def _bam(ckpt, atlas, data, store, out, *extra, datasets=DATASETS):
     from hba_tools.bam import main as bam
 
     return CliRunner().invoke(bam, ["--init", str(ckpt), "--samples", str(atlas), "--root", str(data),
-                                    "--store", str(store), "--datasets", DATASETS, "--out", str(out), "--fps", "1",
+                                    "--store", str(store), "--datasets", datasets, "--out", str(out), "--fps", "1",
                                     "--epochs", "3", *extra])
 
 
@@ -86,7 +86,7 @@ def test_predict_with_bam_then_score_table6(fixtures, sft_and_store, tmp_path):
     if not (root / "bam" / "mmsd").exists():
         assert _bam(ckpt, atlas, fixtures.data, store, root / "bam").exit_code == 0
     test = tmp_path / "test.jsonl"
-    write_jsonl(test, [s for _, s in iter_samples(atlas) if s["split"] == "test"])
+    write_jsonl(test, [s for _, s in iter_samples(atlas) if s["split"] == "test" and s["dataset"] != "mimeqa"])
     common = ["--samples", str(test), "--root", str(fixtures.data), "--model", str(ckpt), "--fps", "1",
               "--workers", "0"]
     runner = CliRunner()
@@ -94,13 +94,45 @@ def test_predict_with_bam_then_score_table6(fixtures, sft_and_store, tmp_path):
                         ("sft_again", [])):
         result = runner.invoke(predict, [*common, "--out", str(tmp_path / f"{name}.jsonl"), *extra])
         assert result.exit_code == 0, result.output
-    rows = {n: [r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")] for n in ("sft", "bam", "sft_again")}
+    rows = {n: {r["id"]: r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")} for n in ("sft", "bam", "sft_again")}
     assert rows["sft"] == rows["sft_again"]  # without --bam: exactly the SFT model
-    assert [r["id"] for r in rows["bam"]] == [r["id"] for r in rows["sft"]]
-    assert any(a["probs"] != b["probs"] for a, b in zip(rows["sft"], rows["bam"]))  # the adapters act
+    assert rows["bam"].keys() == rows["sft"].keys()
+    assert any(rows["sft"][i]["probs"] != rows["bam"][i]["probs"] for i in rows["sft"])  # the adapters act
     result = runner.invoke(score, ["--truth", str(test), "--pred", str(tmp_path / "sft.jsonl"), "--name", "SFT",
                                    "--pred", str(tmp_path / "bam.jsonl"), "--name", "BAM", "--format", "delta"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].replace(" ", "") == "|Task|Dataset|SFT|BAM|Δ%|Δ|"
     assert any(line.startswith("| SAR") for line in lines) and any(line.startswith("| HUM") for line in lines)
+
+
+def test_free_text_bam_goes_through_the_decoder(fixtures, sft_and_store, tmp_path):
+    from safetensors.torch import load_file
+
+    from hba_core.jsonl import iter_jsonl, write_jsonl
+    from hba_core.samples import iter_samples
+    from hba_tools.predict import main as predict
+
+    root, atlas, ckpt, store = sft_and_store
+    result = _bam(ckpt, atlas, fixtures.data, store, tmp_path / "bam", "--epochs", "2", datasets="mimeqa")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "bam" / "mimeqa" / "bam.json").read_text())
+    assert meta["kind"] == "qa" and meta["adapters"] == ["audio", "video"] and len(meta["history"]) == 2
+    saved = load_file(str(tmp_path / "bam" / "mimeqa" / "adapters.safetensors"))
+    base = load_file(str(ckpt / "lm_head.safetensors")) if (ckpt / "lm_head.safetensors").exists() else None
+    assert "lm_head.weight" in saved and "head.weight" not in saved
+    if base is not None:
+        assert not torch.equal(saved["lm_head.weight"], base["weight"])
+
+    test = tmp_path / "test.jsonl"
+    write_jsonl(test, [s for _, s in iter_samples(atlas) if s["split"] == "test" and s["dataset"] == "mimeqa"])
+    common = ["--samples", str(test), "--root", str(fixtures.data), "--model", str(ckpt), "--fps", "1",
+              "--workers", "0", "--max-new-tokens", "6"]
+    runner = CliRunner()
+    for name, extra in (("sft", []), ("bam", ["--bam", str(tmp_path / "bam"), "--store", str(store)]),
+                        ("sft_again", [])):
+        out = runner.invoke(predict, [*common, "--out", str(tmp_path / f"{name}.jsonl"), *extra])
+        assert out.exit_code == 0, out.output
+    rows = {n: [r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")] for n in ("sft", "bam", "sft_again")}
+    assert rows["sft"] == rows["sft_again"] and len(rows["bam"]) == 4
+    assert all(isinstance(r["prediction"], (str, type(None))) for r in rows["bam"])

@@ -20,11 +20,14 @@ from hba_core.errors import InputError
 
 @dataclass
 class LoadedBam:
+    """A classification BAM set has ``head``; a free-text one has ``lm_head`` (the trained LM head weight)."""
+
     dataset: str
     labels: list[str]
     adapters: AdapterSet
-    head: torch.nn.Linear
+    head: torch.nn.Linear | None
     meta: dict[str, Any]
+    lm_head: torch.Tensor | None = None
 
 
 def load_bam(folder: str | Path) -> LoadedBam:
@@ -36,13 +39,17 @@ def load_bam(folder: str | Path) -> LoadedBam:
         raise InputError(str(root), "not a BAM folder (no bam.json); pass the folder hba-bam wrote")
     meta = json.loads((root / "bam.json").read_text())
     state = load_file(str(root / "adapters.safetensors"))
-    hidden = int(state["head.weight"].shape[1])
+    lm_head = state.get("lm_head.weight")
+    hidden = int((lm_head if lm_head is not None else state["head.weight"]).shape[1])
     settings = meta["settings"]
     adapters = AdapterSet(meta["feat_dims"], hidden, settings["hidden"], settings["dropout"], settings["alpha_init"])
     adapters.load_state_dict({k.removeprefix("adapters."): v for k, v in state.items() if k.startswith("adapters.")})
-    head = torch.nn.Linear(hidden, len(meta["labels"]))
-    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
-    return LoadedBam(meta["dataset"], list(meta["labels"]), adapters.eval(), head.eval(), meta)
+    head = None
+    if lm_head is None:
+        head = torch.nn.Linear(hidden, len(meta["labels"]))
+        head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+        head.eval()
+    return LoadedBam(meta["dataset"], list(meta["labels"]), adapters.eval(), head, meta, lm_head)
 
 
 def load_bams(folder: str | Path) -> dict[str, LoadedBam]:
@@ -57,13 +64,27 @@ def load_bams(folder: str | Path) -> dict[str, LoadedBam]:
     return {b.dataset: b for b in found}
 
 
-@torch.no_grad()
-def bam_logits(bam: LoadedBam, pooled: torch.Tensor, samples: list[dict[str, Any]], store: Any) -> torch.Tensor:
-    """Logits (B, n_labels) of the BAM head on pooled h_penult (B, H) plus the adapters' Δh."""
+def _features(bam: LoadedBam, samples: list[dict[str, Any]], store: Any) -> tuple[dict, dict]:
     feats, valid = {}, {}
     for adapter in bam.adapters.streams:
         found = sample_features(store, samples, adapter)
         feats[adapter] = torch.from_numpy(found.values)
         valid[adapter] = torch.from_numpy(found.valid)
+    return feats, valid
+
+
+@torch.no_grad()
+def bam_logits(bam: LoadedBam, pooled: torch.Tensor, samples: list[dict[str, Any]], store: Any) -> torch.Tensor:
+    """Logits (B, n_labels) of the BAM head on pooled h_penult (B, H) plus the adapters' Δh."""
+    if bam.head is None:
+        raise InputError(bam.dataset, "this BAM set is a free-text (decoder) one: it has no classifier head")
+    feats, valid = _features(bam, samples, store)
     h_adapt = bam.adapters(pooled.float().cpu(), feats, valid)
     return bam.head(h_adapt)
+
+
+@torch.no_grad()
+def bam_delta(bam: LoadedBam, samples: list[dict[str, Any]], store: Any) -> torch.Tensor:
+    """Δh (B, H) of the samples: what the decoder path adds before the last layer."""
+    feats, valid = _features(bam, samples, store)
+    return bam.adapters.delta(feats, valid)

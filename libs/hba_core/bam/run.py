@@ -9,9 +9,10 @@ dataset's head) and ``bam.json`` (streams and feature sizes, the descriptor-stor
 expect, hyper-parameters, best epoch, per-epoch history, and what was missing). Deleting the folder
 restores the SFT model exactly.
 
-Free-text datasets (SIQ2, IntentQA, MimeQA) are where Δh would enter the decoder (added to every
-position of h_penult, i.e. the input of the last decoder layer); that path is not built yet, and
-such datasets are reported as skipped, never silently.
+Free-text datasets (SIQ2, IntentQA, MimeQA) train through the decoder path
+(:mod:`hba_core.bam.decoder`): Δh is added to h_penult at every position, the input of the last
+decoder layer, and the adapters and the LM head learn by teacher forcing; that path runs the backbone
+for every batch (per-token states cannot be cached).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from hba_core import registry
 from hba_core.bam.adapter import AdapterSet
 from hba_core.bam.cache import PooledCache, cached_vectors, model_fingerprint, sample_key
 from hba_core.bam.features import adapter_streams, sample_features
-from hba_core.bam.train import BamSettings, HSource, Split, TrainResult, default_batch_size, train_cls
+from hba_core.bam.train import BamSettings, HSource, Split, default_batch_size, train_cls
 from hba_core.errors import HbaError
 from hba_core.samples import MODALITY_TAG, iter_samples
 
@@ -129,8 +130,10 @@ def _split(samples: list[dict[str, Any]], h: np.ndarray | HSource, store: Any, a
     return Split(torch.from_numpy(h[ok]) if isinstance(h, np.ndarray) else h, feats, valid, labels)
 
 
-def save_bam(out_dir: Path, dataset: str, result: TrainResult, meta: dict[str, Any]) -> Path:
-    """``<out>/<dataset>/adapters.safetensors`` + ``bam.json``, written to a temp folder then renamed."""
+def save_bam(out_dir: Path, dataset: str, adapters: AdapterSet, heads: dict[str, torch.Tensor],
+             meta: dict[str, Any]) -> Path:
+    """``<out>/<dataset>/adapters.safetensors`` (adapters + ``heads`` tensors, e.g. ``head.weight`` or
+    ``lm_head.weight``) + ``bam.json``, written to a temp folder then renamed."""
     import shutil
     import tempfile
 
@@ -139,14 +142,72 @@ def save_bam(out_dir: Path, dataset: str, result: TrainResult, meta: dict[str, A
     target = out_dir / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=out_dir))
-    state = {f"adapters.{k}": v.contiguous() for k, v in result.adapters.state_dict().items()}
-    state.update({f"head.{k}": v.contiguous() for k, v in result.head.state_dict().items()})
+    state = {f"adapters.{k}": v.contiguous() for k, v in adapters.state_dict().items()}
+    state.update({k: v.detach().contiguous() for k, v in heads.items()})
     save_file(state, str(tmp / "adapters.safetensors"))
     (tmp / "bam.json").write_text(json.dumps(meta, indent=2) + "\n")
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
     return target
+
+
+def _train_free_text(model: Any, processor: Any, store: Any, name: str, splits: dict[str, list[dict[str, Any]]],
+                     adapters_for: tuple[str, ...], job: BamJob, out_dir: Path, report: dict[str, Any]) -> None:
+    """The decoder path (:mod:`hba_core.bam.decoder`): teacher forcing with Δh before the last layer."""
+    from hba_core.bam.decoder import train_qa
+    from hba_core.model.batching import plan_batches
+    from hba_core.model.collate import Collator, MediaSettings
+
+    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+    collate = Collator(processor, media, targets=True)
+    report["media_failed"] = []
+    rows = {k: _decodable(splits.get(k, []), job, processor, report["media_failed"]) for k in ("train", "val")}
+    features = {}
+    for split_name, part in rows.items():
+        report[f"{split_name}_samples"] = len(part)
+        for adapter in adapters_for:
+            found = sample_features(store, part, adapter)
+            report.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
+            report["no_valid_frames"][adapter] += found.no_valid_frames
+            report.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
+            for sample, v, ok in zip(part, found.values, found.valid):
+                features.setdefault(sample["id"], {})[adapter] = (v, ok)
+    torch.manual_seed(job.settings.seed)
+    hidden = model.text_config.hidden_size
+    train_ids = [s["id"] for s in rows["train"]]
+    dims = {a: int(features[train_ids[0]][a][0].shape[0]) for a in adapters_for}
+    adapters = AdapterSet(dims, hidden, job.settings.hidden, job.settings.dropout, job.settings.alpha_init)
+    for a, adapter in adapters.adapters.items():
+        adapter.fit_normalizer(torch.from_numpy(np.stack([features[i][a][0] for i in train_ids])),
+                               torch.tensor([bool(features[i][a][1]) for i in train_ids]))
+    micro = max(1, min(job.batch_size, job.settings.batch_size or default_batch_size(name)))
+    report["backbone_passes"] = 0
+
+    def batches(split_name: str) -> Any:
+        def generate(epoch: int) -> Any:
+            part = rows[split_name]
+            plan = plan_batches(part, micro, seed=job.settings.seed, epoch=epoch, shuffle=split_name == "train")
+            for indices in plan:
+                batch = collate([part[i] for i in indices])
+                if not len(batch):
+                    continue
+                report["backbone_passes"] += len(batch)
+                feats = {a: torch.from_numpy(np.stack([features[i][a][0] for i in batch.ids])) for a in adapters_for}
+                valid = {a: torch.tensor([bool(features[i][a][1]) for i in batch.ids]) for a in adapters_for}
+                yield batch, feats, valid
+        return generate
+
+    best_epoch, history, lm_weight = train_qa(model.thinker, adapters, batches("train"), batches("val"), job.settings)
+    meta = {"kind": "qa", "dataset": name, "task": registry.dataset(name).task.code, "labels": [],
+            "adapters": list(adapters_for), "feat_dims": dims, "no_raw_media": job.no_raw_media,
+            "settings": asdict(job.settings), "micro_batch": micro,
+            "store_streams": {s: store.streams[s] for s in store.streams},
+            "checkpoint_fingerprint": model_fingerprint(job.checkpoint), "fps": job.fps, "max_frames": job.max_frames,
+            "best_epoch": best_epoch, "history": [asdict(e) for e in history]}
+    saved = save_bam(out_dir, name, adapters, {"lm_head.weight": lm_weight}, meta)
+    report.update({"adapters": list(adapters_for), "feat_dims": dims, "best_epoch": best_epoch,
+                   "history": meta["history"], "saved": str(saved)})
 
 
 def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
@@ -176,9 +237,7 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
         summary["datasets"][name] = report
         adapters_for = adapter_streams(name, job.streams)
         splits = by_dataset.get(name, {})
-        if ds.is_free_text:
-            report["skipped"] = "free-text dataset: the decoder path of BAM is not implemented yet"
-        elif not adapters_for:
+        if not adapters_for:
             report["skipped"] = "no audio or video descriptors for this dataset (BAM = the SFT model)"
         elif not splits.get("train"):
             report["skipped"] = "no training samples (split 'train') in the samples file"
@@ -186,6 +245,10 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
             print(f"bam: {name}: skipped - {report['skipped']}", file=log)
             continue
         start = time.perf_counter()
+        if ds.is_free_text:
+            _train_free_text(model, processor, store, name, splits, adapters_for, job, out_dir, report)
+            print(f"bam: {name}: best epoch {report['best_epoch']} (decoder path) -> {report['saved']}", file=log)
+            continue
         parts = {}
         report.update({"backbone_passes": 0, "media_failed": []})
         for split_name in ("train", "val"):
@@ -227,7 +290,8 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
                 "batch_size": batch, "store_streams": {s: store.streams[s] for s in store.streams},
                 "checkpoint_fingerprint": model_fingerprint(job.checkpoint), "fps": job.fps,
                 "max_frames": job.max_frames, **{k: report[k] for k in ("best_epoch", "history")}}
-        saved = save_bam(out_dir, name, result, meta)
+        heads = {f"head.{k}": v for k, v in result.head.state_dict().items()}
+        saved = save_bam(out_dir, name, result.adapters, heads, {"kind": "cls", **meta})
         report["saved"] = str(saved)
         print(f"bam: {name}: best epoch {result.best_epoch}, val CE "
               f"{result.history[result.best_epoch - 1].val_loss:.4f} -> {saved}", file=log)

@@ -14,8 +14,10 @@ Samples whose media cannot be decoded are reported and counted, not written (a r
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,16 +64,34 @@ def attach_bam(predictor: Predictor, bam_dir: str, store_path: str) -> None:
     predictor.store = open_store(store_path)
 
 
+@contextlib.contextmanager
+def _bam_decoder(predictor: Predictor, batch: Batch, samples: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Generation with a free-text BAM set: its LM head, and its Δh added before the last decoder layer."""
+    names = set(batch.datasets)
+    bam = predictor.bam.get(next(iter(names))) if predictor.bam and len(names) == 1 else None
+    if bam is None or bam.lm_head is None:
+        yield
+        return
+    from hba_core.bam.apply import bam_delta
+    from hba_core.bam.decoder import delta_before_last_layer, lm_head_weights
+
+    delta = bam_delta(bam, [samples[i] for i in batch.ids], predictor.store)
+    device = next(predictor.thinker.parameters()).device
+    with lm_head_weights(predictor.thinker, bam.lm_head), delta_before_last_layer(predictor.thinker, delta.to(device)):
+        yield
+
+
 def _classify(predictor: Predictor, batch: Batch, samples: dict[str, dict[str, Any]],
               ) -> dict[int, tuple[str, dict[str, float]]]:
     assert predictor.model is not None
-    if not predictor.bam or not set(batch.datasets) & set(predictor.bam):
+    bams = {name for name in set(batch.datasets) & set(predictor.bam or {}) if predictor.bam[name].head is not None}
+    if not bams:
         return predictor.model.classify(batch)
     from hba_core.bam.apply import bam_logits
 
     pooled, _ = pooled_penultimate(predictor.thinker, batch)
     result = predictor.model.classify_pooled(pooled, batch.tasks)
-    for name in set(batch.datasets) & set(predictor.bam):
+    for name in bams:
         rows = [i for i, d in enumerate(batch.datasets) if d == name]
         bam = predictor.bam[name]
         logits = bam_logits(bam, pooled[rows], [samples[batch.ids[i]] for i in rows], predictor.store)
@@ -103,7 +123,8 @@ def predict_batch(predictor: Predictor, batch: Batch, *, mode: str, template: st
         classified = _classify(predictor, batch, samples or {})
     texts: list[str] = []
     if len(classified) < len(batch):
-        texts = generate(predictor.thinker, batch, predictor.processor.tokenizer, max_new_tokens=max_new_tokens)
+        with _bam_decoder(predictor, batch, samples or {}):
+            texts = generate(predictor.thinker, batch, predictor.processor.tokenizer, max_new_tokens=max_new_tokens)
     for i, sample_id in enumerate(batch.ids):
         row: dict[str, Any] = {"id": sample_id, "dataset": batch.datasets[i], "model": predictor.name, "mode": mode}
         if i in classified:
@@ -144,7 +165,14 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
         if sample["id"] not in writer.done:
             todo.append(sample)
     by_id = {s["id"]: s for s in todo}
-    plan = plan_batches(todo, batch_size, seed=0, epoch=0, shuffle=False)
+    if predictor.bam:  # a BAM set is per dataset: one dataset per batch
+        plan = []
+        for name in dict.fromkeys(s["dataset"] for s in todo):
+            members = [i for i, s in enumerate(todo) if s["dataset"] == name]
+            plan += [[members[j] for j in b] for b in plan_batches([todo[i] for i in members], batch_size, seed=0,
+                                                                 epoch=0, shuffle=False)]
+    else:
+        plan = plan_batches(todo, batch_size, seed=0, epoch=0, shuffle=False)
     collate = Collator(predictor.processor, media, targets=False, template=template)
     bar = _progress_bar(len(todo)) if progress else None
     written, skipped, cut = 0, [], 0
