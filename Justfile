@@ -25,9 +25,61 @@ lint:
     ruff check libs tools tests
     ruff format --check libs tools tests || true
 
-# The main job on the mini profile: fixtures -> validate -> score (grows as tools land)
-demo: fixtures
-    bash recipes/demo.sh
+# The whole pipeline end to end on the mini profile (CPU, ~2 min): convert -> sft -> predict -> judge -> score table + heatmap
+demo *ARGS:
+    bash recipes/demo.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 4 + Figure 2: SFT, BAM, RL and base models on every task (PROFILE=mini default; PROFILE=paper DATA=... GPUS=8)
+table4 *ARGS:
+    bash recipes/table4.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 5: transfer to the 4 held-out datasets, pretrained vs base model fine-tuned 1 epoch (2 for DAIC-WOZ)
+table5 *ARGS:
+    bash recipes/table5.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 6: SFT vs BAM per dataset, with the difference
+table6 *ARGS:
+    bash recipes/table6.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 8: zero-shot transfer of the RL model trained without the 4 held-out datasets
+table8 *ARGS:
+    bash recipes/table8.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 10: BAM without raw media (descriptors carry audio/video)
+table10 *ARGS:
+    bash recipes/table10.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 11: BAM with hidden size 512
+table11 *ARGS:
+    bash recipes/table11.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 12: audio-only and video-only BAM
+table12 *ARGS:
+    bash recipes/table12.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 13: BAM inference latency and peak memory
+table13 *ARGS:
+    bash recipes/table13.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 17: judge ratings of the free-text answers (fluency, coherence, relevance)
+table17 *ARGS:
+    bash recipes/table17.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 18: agreement between judges (paper vs paraphrased prompt, or a second judge)
+table18 *ARGS:
+    bash recipes/table18.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 19: 7-class sentiment
+table19 *ARGS:
+    bash recipes/table19.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Table 20: GRPO rollouts 2/5/20, learning rates 1e-6/5e-7/1e-7, GRPO vs RLOO
+table20 *ARGS:
+    bash recipes/table20.sh FIXTURES={{fixtures_dir}} {{ARGS}}
+
+# Score another model's predictions against the test split, judging its free text: just score-external PRED=preds.jsonl NAME=mine
+score-external *ARGS:
+    bash recipes/score-external.sh FIXTURES={{fixtures_dir}} {{ARGS}}
 
 # All benchmarks (figures: docs/benchmarks.md)
 bench: bench-score bench-convert bench-judge bench-collate bench-grpo bench-descriptors bench-bam

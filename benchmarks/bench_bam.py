@@ -1,4 +1,4 @@
-"""BAM benchmarks on the tiny fixture (CPU) or, with --device cuda, wherever torch finds a GPU.
+"""BAM benchmarks on the tiny fixture, on CPU.
 
 1. Training cost: 4 BAM epochs with the pooled-h cache (one backbone pass, then vectors) against the
    uncached path (the frozen backbone runs for every batch of every epoch, as in the reference), and a

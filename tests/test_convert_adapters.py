@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import pickle
@@ -16,6 +15,7 @@ from hba_core.convert import Reject, build_source
 from hba_core.convert.chsimsv2 import sentiment_class as sims_class
 from hba_core.convert.mosei import sentiment_class as mosei_class
 from hba_core.errors import InputError
+from hba_core.fixtures.sources import MELD_HEADER, MOSEI_HEADER, write_csv
 
 
 def run(source: str, raw: Path, check_media: bool = True):
@@ -36,18 +36,6 @@ def run(source: str, raw: Path, check_media: bool = True):
 def touch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-
-
-def write_csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, delimiter=delimiter)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID", "Season",
-               "Episode", "StartTime", "EndTime"]
 
 
 def meld_release(root: Path) -> Path:
@@ -162,9 +150,6 @@ def test_daicwoz(tmp_path):
     s303 = next(s for s in samples if s["metadata"]["source_ids"]["participant_id"] == 303)
     assert s303["problem"].split("\n")[1] == "not great tired"
     assert s303["metadata"]["original_label"] == {"phq8_binary": 1, "phq8_score": "12"}
-
-
-MOSEI_HEADER = ["", "file", "index", "start", "end", "label2a", "label2b", "label6", "label7", "split"]
 
 
 def test_mosei_folds_transcripts_and_rejects(tmp_path):
