@@ -43,3 +43,19 @@ def test_validate_through_a_pipe(fixture_data):
     result = subprocess.run(shell, shell=True, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "192 records, 0 problems" in result.stderr and result.stdout == ""
+
+
+def test_validate_reports_repeated_ids_and_content(tmp_path):
+    from click.testing import CliRunner
+
+    from hba_tools.validate import main
+
+    row = '{"problem": "p", "answer": "sad", "dataset": "cremad", "class_label": "sad"}'
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join([row, row, '{"id": "x", "problem": "q", "answer": "a", "dataset": "siq2"}',
+                               '{"id": "x", "problem": "r", "answer": "b", "dataset": "siq2"}']) + "\n")
+    result = CliRunner().invoke(main, ["sample", str(path)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{path}:2: $.id: same content (the same derived id) as line 1: 'cremad-7241c0eaaa3028db'",
+        f"{path}:4: $.id: same id as line 3: 'x'"]

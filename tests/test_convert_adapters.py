@@ -334,3 +334,13 @@ def test_every_registry_source_has_an_adapter():
 def test_empty_folders_are_reported_not_silent(tmp_path):
     assert [r.reason.split(":")[0] for r in run("tess", tmp_path)[1]] == ["annotation file not found"]
     assert [r.reason.split(":")[0] for r in run("ptsd", tmp_path)[1]] == ["media missing"]
+
+
+def test_same_content_different_records_get_different_ids_and_repeats_are_rejected(tmp_path):
+    same = {"phq-label": {"score": 3}, "gad-label": {"score": 3}, "audios": {"wav_1.wav": "还好。"}}
+    users = [{"user_id": "a", **same}, {"user_id": "b", **same}, {"user_id": "a", **same}]
+    (tmp_path / "wav_select.json").write_text(json.dumps(users, ensure_ascii=False))
+    samples, rejects = run("mmpsy", tmp_path)
+    ids = [s["id"] for s in samples]
+    assert len(samples) == 4 and len(set(ids)) == 4  # users a and b answered alike: still two records each
+    assert [r.reason for r in rejects] == ["duplicate record: same source identifiers and content as an earlier row"] * 2

@@ -12,12 +12,15 @@ laid out as ``ROOT/<source>/...`` the samples' data root is ``ROOT``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from hba_core import registry
 from hba_core.errors import InputError
@@ -121,8 +124,20 @@ def make_sample(dataset_name: str, *, split: str, instruction: str, question: st
             **(extra or {}),
         },
     }
-    row["id"] = sample_id(row)
+    row["id"] = built_sample_id(row)
     return row
+
+
+def built_sample_id(row: Sample) -> str:
+    """``<dataset>-<16 hex>`` over the record's source identifiers and its content.
+
+    Two source records with the same content (two MMPsy students who gave the same answers) still get
+    different ids; a record repeated in the source (same identifiers, same content) gets the same id
+    and is rejected as a duplicate by :func:`build_source`.
+    """
+    key = [row["metadata"].get("source_ids") or {}, sample_id(row)]
+    digest = hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return f"{row['dataset']}-{digest}"
 
 
 def standard_label(dataset_name: str, value: str) -> str | None:
@@ -149,12 +164,15 @@ def build_source(source_name: str, raw_dir: str | Path, *, check_media: bool = T
         raise InputError(str(raw), "raw release folder not found")
     module = adapter(source_name)
     summary = summary if summary is not None else BuildSummary(source_name)
+    seen: set[str] = set()
     for item in module.build(raw, check_media=check_media):
         if isinstance(item, dict):
             ds = registry.dataset(item["dataset"])
             label = item.get("class_label")
             problem = None
-            if not ds.is_free_text and label not in ds.labels:
+            if item["id"] in seen:
+                problem = "duplicate record: same source identifiers and content as an earlier row"
+            elif not ds.is_free_text and label not in ds.labels:
                 problem = f"label {label!r} not in the {ds.name} label set"
             elif check_media:
                 problem = _media_problem(raw, item)
@@ -165,5 +183,6 @@ def build_source(source_name: str, raw_dir: str | Path, *, check_media: bool = T
                 raise InputError(item.where, f"{item.reason} (drop --strict to write it to the rejects file)")
             summary.rejects[item.reason.split(":")[0]] += 1
         else:
+            seen.add(item["id"])
             summary.samples[(item["dataset"], item["split"])] += 1
         yield item
