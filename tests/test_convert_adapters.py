@@ -343,4 +343,5 @@ def test_same_content_different_records_get_different_ids_and_repeats_are_reject
     samples, rejects = run("mmpsy", tmp_path)
     ids = [s["id"] for s in samples]
     assert len(samples) == 4 and len(set(ids)) == 4  # users a and b answered alike: still two records each
-    assert [r.reason for r in rejects] == ["duplicate record: same source identifiers and content as an earlier row"] * 2
+    repeated = "duplicate record: same source identifiers and content as an earlier row"
+    assert [r.reason for r in rejects] == [repeated] * 2
