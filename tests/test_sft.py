@@ -266,3 +266,16 @@ def test_bfloat16_joint_run(fixtures, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "bf16" / "best" / "config.json").read_text())["metrics"]
     assert metrics["ce"] < float("inf") and "siq2/lm_ce" in metrics
+
+
+def test_max_steps_before_any_validation_says_there_is_no_best(fixtures, tmp_path):
+    from hba_tools.sft import main as sft
+
+    result = CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "short", "--datasets", TEXT_ONLY,
+                                                    "--max-steps", "1")])
+    assert result.exit_code == 1 and "no best/ checkpoint was selected; add --eval-every N" in result.output
+    assert result.stdout.count("\n") <= 1 and str(tmp_path / "short" / "best") not in result.stdout
+    assert json.loads((tmp_path / "short" / "summary.json").read_text())["best"] is None
+    ok = CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "evald", "--datasets", TEXT_ONLY,
+                                                "--max-steps", "1", "--eval-every", "1")])
+    assert ok.exit_code == 0 and ok.stdout.strip().endswith(str(tmp_path / "evald" / "best"))

@@ -87,6 +87,9 @@ def _run(stage: str, samples: str, out: str, config_file: str | None, datasets: 
     info(f"{stage}: {summary['steps']} steps, best validation CE {summary['best_val_ce']:.4f}, "
          f"{summary['skipped_samples']} samples skipped (undecodable media), "
          f"{summary['audio_clips_cut']} audio clips cut at the limit")
+    if summary["best"] is None:
+        raise click.ClickException(f"{summary['run_dir']}: --max-steps stopped the run before any validation, so no "
+                                   "best/ checkpoint was selected; add --eval-every N, or --resume to finish")
     click.echo(summary["best"])
 
 

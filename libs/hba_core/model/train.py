@@ -375,7 +375,7 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
                 stop = True
                 break
         if stop and p.micro < per_epoch:
-            break
+            break  # no extra validation here: a resumed run must log exactly what a straight run logs
         if not opts.eval_every or p.step >= trainer.total_steps:
             _validate_and_promote(trainer, sink)
         p.epoch, p.micro = p.epoch + 1, 0
@@ -386,7 +386,8 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
     summary = {"run_dir": str(trainer.run_dir), "steps": p.step, "epochs_done": p.epoch, "samples_seen": counts[0],
                "skipped_samples": counts[1], "audio_clips_cut": counts[2], "main_process": trainer.dist.main,
                "best_val_ce": p.best_val,
-               "best": str(trainer.run_dir / "best"), "complete": p.step >= trainer.total_steps}
+               "best": str(trainer.run_dir / "best") if (trainer.run_dir / "best").is_dir() else None,
+               "complete": p.step >= trainer.total_steps}
     if trainer.dist.main:
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutdown_distributed()  # cleanup: an open gloo/shm group can abort the process at exit
