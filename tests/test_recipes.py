@@ -117,6 +117,7 @@ def run_recipe(name: str, out: Path, fixtures) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.recipe
 def test_table5_mini_end_to_end_and_rerun_skips(fixtures, tmp_path):
     result = run_recipe("table5", tmp_path, fixtures)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -133,6 +134,7 @@ def test_table5_mini_end_to_end_and_rerun_skips(fixtures, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.recipe
 def test_table4_mini_end_to_end_with_a_local_judge(fixtures, tmp_path):
     server = subprocess.Popen([sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0"],
                               stdout=subprocess.PIPE, text=True)

@@ -181,3 +181,26 @@ def test_compare_and_pred_field_through_the_cli(files, tmp_path):
     assert result.exit_code == 0, result.output
     by_file = run(["--truth", files["truth"], files["model_b"], "--format", "csv"]).stdout
     assert result.stdout.replace("output,", "model_b,") == by_file
+
+
+def test_intensity_format_is_table_19(tmp_path):
+    from click.testing import CliRunner
+
+    from hba_core.jsonl import write_jsonl
+    from hba_tools.score import main
+
+    labels = ["highly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive",
+              "highly positive"]
+    truth = [{"id": f"m{i}", "dataset": "mosei_senti", "problem": "p", "answer": labels[i % 7],
+              "class_label": labels[i % 7]} for i in range(14)]
+    write_jsonl(tmp_path / "t.jsonl", truth)
+    write_jsonl(tmp_path / "a.jsonl", [{"id": r["id"], "prediction": r["answer"]} for r in truth])
+    write_jsonl(tmp_path / "b.jsonl", [{"id": r["id"], "prediction": "neutral"} for r in truth])
+    result = CliRunner().invoke(main, ["--truth", str(tmp_path / "t.jsonl"), "--pred", str(tmp_path / "a.jsonl"),
+                                       "--pred", str(tmp_path / "b.jsonl"), "--format", "intensity"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| Model | CMU-MOSEI (SEN) 7-class F1 | CMU-MOSEI (SEN) 7-class Acc |"
+    assert lines[2] == "| a | **1.000** | **1.000** |"
+    # b always says neutral: accuracy 2/14, weighted F1 = (2/14) * F1(neutral) = (2/14) * (2 * (1/7) / (1 + 1/7))
+    assert lines[3] == f"| b | {(2 / 14) * (2 / 8):.3f}".replace("0.", ".") + " | .143 |"

@@ -12,7 +12,8 @@ from hba_core.jsonl import atomic_output, display_name
 from hba_core.scoring import Predictions, Truth, embedded_predictions, load_judgments, load_predictions, load_truth
 from hba_tools._cli import info, user_errors
 
-FORMATS = ("json", "md", "csv", "latex", "delta")  # delta: two models as in Table 6 (SFT vs BAM)
+# delta: two models as in Table 6 (SFT vs BAM); intensity: sentiment at the full scale as in Table 19
+FORMATS = ("json", "md", "csv", "latex", "delta", "intensity")
 
 
 def _default_name(path: str) -> str:
@@ -93,7 +94,7 @@ def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names
         cat preds.jsonl | hba-score --truth atlas.jsonl -
         hba-score --truth test.jsonl --pred a.jsonl --pred b.jsonl --bootstrap 1000 --compare a b
     """
-    from hba_core.score_formats import plot_heatmap, to_csv, to_delta, to_latex, to_markdown
+    from hba_core.score_formats import plot_heatmap, to_csv, to_delta, to_intensity, to_latex, to_markdown
     from hba_core.scoring import score
 
     files = [*preds, *predictions]
@@ -127,7 +128,8 @@ def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names
     if fmt == "json":
         payload = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
     else:
-        payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "delta": to_delta}[fmt](report).encode()
+        payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "delta": to_delta,
+                   "intensity": to_intensity}[fmt](report).encode()
     with atomic_output(output) as out:
         out.write(payload)
     if plot:

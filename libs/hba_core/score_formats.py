@@ -116,6 +116,28 @@ def to_delta(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_intensity(report: dict[str, Any]) -> str:
+    """Sentiment at each dataset's full intensity scale (paper Table 19: 7-class F1 and accuracy on
+    CMU-MOSEI, the 5-class scale of CH-SIMS v2), one row per model; best per column in bold."""
+    names = [d.name for d in registry.datasets_of_task("SEN")
+             if any(d.name in m["datasets"] and len(d.labels) > 3 for m in report["models"])]
+    if not names:
+        raise HbaError("--format intensity needs a sentiment dataset with an intensity scale "
+                       "(mosei_senti or chsimsv2) in the truth")
+    cols: list[tuple[str, str]] = []
+    header = ["Model"]
+    for name in names:
+        k = len(registry.dataset(name).labels)
+        cols += [(name, f"f1w{k}"), (name, f"acc{k}")]
+        header += [f"{registry.dataset(name).title} {k}-class F1", f"{registry.dataset(name).title} {k}-class Acc"]
+    values = [[m["datasets"].get(n, {}).get("intensity", {}).get(key) for n, key in cols] for m in report["models"]]
+    marked = [_marked([row[c] for row in values], ("**", "**"), ("<u>", "</u>")) for c in range(len(cols))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r, model in enumerate(report["models"]):
+        lines.append("| " + " | ".join([model["name"], *(marked[c][r] for c in range(len(cols)))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def to_csv(report: dict[str, Any]) -> str:
     """Long format: one row per model x dataset and per model x task (dataset empty), with intervals."""
     buf = io.StringIO()
