@@ -31,13 +31,13 @@ from __future__ import annotations
 import fcntl
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from hba_core.errors import HbaError, InputError
+from hba_core.manifest import package_versions
 
 FORMAT = "hba-descriptor-store"
 FORMAT_VERSION = 1
@@ -68,13 +68,7 @@ def pool_frames(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]
 
 
 def library_versions() -> dict[str, str]:
-    found = {}
-    for name in _LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions(_LIBRARIES)
 
 
 def _chunk_rows(width: int, target_bytes: int = 2 << 20) -> int:

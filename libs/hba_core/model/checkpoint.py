@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 
 from hba_core import schemas
 from hba_core.errors import InputError
+from hba_core.manifest import package_versions
 from hba_core.model.backbone import base_thinker, load_lora, load_processor, load_thinker
 from hba_core.model.omnisapiens import OmniSapiens
 
@@ -43,13 +43,7 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 
 def versions() -> dict[str, str]:
-    found = {}
-    for name in ("hba", "torch", "transformers", "peft", "deepspeed"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions(("hba", "torch", "transformers", "peft", "deepspeed"))
 
 
 def run_config(*, tool: str, stage: str, base_model: str, init: str | None, label_space: dict[str, list[str]],
