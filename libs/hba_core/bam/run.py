@@ -63,15 +63,31 @@ def text_only(sample: dict[str, Any]) -> dict[str, Any]:
     return {**sample, "problem": problem, "videos": [], "audios": [], "images": [], "modality_signature": "text"}
 
 
+def _media(job: BamJob) -> Any:
+    """How the backbone reads media in this run (the same for every path, so cached keys stay valid)."""
+    from hba_core.model.collate import MediaSettings
+
+    return MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+
+
+def _features(store: Any, rows: list[dict[str, Any]], adapter: str, report: dict[str, Any]) -> Any:
+    """The adapter's features for ``rows``, tallying clips without valid frames and keys missing from the store."""
+    found = sample_features(store, rows, adapter)
+    report.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
+    report["no_valid_frames"][adapter] += found.no_valid_frames
+    report.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
+    return found
+
+
 def _backbone_pass(model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob,
                    failed: list[str]) -> tuple[Callable[[list[int]], np.ndarray], dict[str, Any]]:
     """``compute(indices) -> pooled h_penult (n, H)`` of those samples through the frozen backbone (NaN rows
     for samples whose media failed, their ids appended to ``failed``), and the media settings that key the cache."""
     from hba_core.model.batching import plan_batches
-    from hba_core.model.collate import Collator, MediaSettings
+    from hba_core.model.collate import Collator
     from hba_core.model.omnisapiens import pooled_penultimate
 
-    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+    media = _media(job)
     key_settings = {**asdict(media), "no_raw_media": job.no_raw_media}
     key_settings.pop("data_root")
     collate = Collator(processor, media, targets=False)
@@ -97,9 +113,9 @@ def _backbone_pass(model: Any, processor: Any, samples: list[dict[str, Any]], jo
 def _decodable(samples: list[dict[str, Any]], job: BamJob, processor: Any, failed: list[str]) -> list[dict[str, Any]]:
     """The samples whose media decode (the uncached path cannot drop a sample in the middle of an epoch)."""
     from hba_core.errors import MediaError
-    from hba_core.model.collate import MediaSettings, prepare_sample
+    from hba_core.model.collate import prepare_sample
 
-    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
+    media = _media(job)
     kept = []
     for sample in samples:
         try:
@@ -120,12 +136,9 @@ def _split(samples: list[dict[str, Any]], h: np.ndarray | HSource, store: Any, a
     rows = [s for s, keep in zip(samples, ok) if keep]
     feats, valid = {}, {}
     for adapter in adapters:
-        found = sample_features(store, rows, adapter)
+        found = _features(store, rows, adapter, summary)
         feats[adapter] = torch.from_numpy(found.values)
         valid[adapter] = torch.from_numpy(found.valid)
-        summary.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
-        summary["no_valid_frames"][adapter] += found.no_valid_frames
-        summary.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
     labels = torch.tensor([label_index(s) for s in rows], dtype=torch.long)
     return Split(torch.from_numpy(h[ok]) if isinstance(h, np.ndarray) else h, feats, valid, labels)
 
@@ -157,20 +170,16 @@ def _train_free_text(model: Any, processor: Any, store: Any, name: str, splits: 
     """The decoder path (:mod:`hba_core.bam.decoder`): teacher forcing with Δh before the last layer."""
     from hba_core.bam.decoder import train_qa
     from hba_core.model.batching import plan_batches
-    from hba_core.model.collate import Collator, MediaSettings
+    from hba_core.model.collate import Collator
 
-    media = MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
-    collate = Collator(processor, media, targets=True)
+    collate = Collator(processor, _media(job), targets=True)
     report["media_failed"] = []
     rows = {k: _decodable(splits.get(k, []), job, processor, report["media_failed"]) for k in ("train", "val")}
     features = {}
     for split_name, part in rows.items():
         report[f"{split_name}_samples"] = len(part)
         for adapter in adapters_for:
-            found = sample_features(store, part, adapter)
-            report.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
-            report["no_valid_frames"][adapter] += found.no_valid_frames
-            report.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
+            found = _features(store, part, adapter, report)
             for sample, v, ok in zip(part, found.values, found.valid):
                 features.setdefault(sample["id"], {})[adapter] = (v, ok)
     torch.manual_seed(job.settings.seed)
