@@ -30,6 +30,11 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def comma_list(*values: str) -> list[str]:
+    """Names from options given as ``a,b`` and/or repeated: ``comma_list("a, b", "c") == ["a", "b", "c"]``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def info(message: str) -> None:
     """A line for the person at the terminal (stderr): data goes to stdout only."""
     click.echo(message, err=True)

@@ -6,11 +6,7 @@ import json
 
 import click
 
-from hba_tools._cli import info, user_errors
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+from hba_tools._cli import comma_list, info, user_errors
 
 
 @click.command()
@@ -57,8 +53,8 @@ def main(checkpoint: str, samples: str, store: str, datasets: str, root: str, ou
 
     settings = BamSettings(hidden=hidden, dropout=dropout, lr_adapter=lr_adapter, lr_head=lr_head, epochs=epochs,
                            batch_size=batch_size, seed=seed)
-    job = BamJob(checkpoint=checkpoint, samples=samples, store=store, datasets=list(_names(datasets)), data_root=root,
-                 out=out, streams=_names(streams), no_raw_media=no_raw_media, settings=settings,
+    job = BamJob(checkpoint=checkpoint, samples=samples, store=store, datasets=comma_list(datasets), data_root=root,
+                 out=out, streams=tuple(comma_list(streams)), no_raw_media=no_raw_media, settings=settings,
                  cache_dir="" if no_cache else cache_dir, fps=fps, max_frames=max_frames)
     summary = run_bam(job)
     for name, report in summary["datasets"].items():

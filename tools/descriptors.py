@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import click
 
 from hba_core.jsonl import atomic_output, dumps_line
-from hba_tools._cli import info, user_errors
+from hba_tools._cli import comma_list, info, user_errors
 
 
 @click.group()
@@ -79,7 +79,7 @@ def extract(samples: str, root: str, store_path: str, streams: str, fps: float, 
     from hba_core.descriptors.extract import parse_shard, run_extract
     from hba_core.descriptors.video import VideoConfig
 
-    names = tuple(s.strip() for s in streams.split(",") if s.strip())
+    names = tuple(comma_list(streams))
     if fps <= 0:
         raise click.BadParameter("must be positive", param_hint="--fps")
     config = VideoConfig(fps=fps, max_side=max_side, pose_complexity=pose_complexity,

@@ -12,7 +12,7 @@ from hba_core.judge import prompts
 from hba_core.judge.agreement import agreement
 from hba_core.judge.client import DEFAULT_MODEL, ClientSettings
 from hba_core.judge.run import judge
-from hba_tools._cli import info, user_errors
+from hba_tools._cli import comma_list, info, user_errors
 
 
 def _api_key(env_name: str, base_url: str | None) -> str:
@@ -89,7 +89,7 @@ def main(ctx: click.Context, truth: str | None, pred: str | None, out: str, base
     settings = ClientSettings(base_url=base_url, model=model, concurrency=concurrency, rpm=rpm, timeout_s=timeout,
                               retries=retries)
     key = _api_key(api_key_env, base_url)
-    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    names = comma_list(datasets) if datasets else None
     cache = None if no_cache else (cache_path or judge_cache.default_path())
     summary = judge(truth, pred, out, settings=settings, api_key=key, variant=variant, cache_path=cache,
                     datasets=names, keep_think=keep_think, show_progress=not quiet, model_name=model_name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from hba_tools._cli import info, user_errors
+from hba_tools._cli import comma_list, info, user_errors
 
 _FLAGS: list[tuple[str, Any, str]] = [
     ("--data-root", str, "directory the samples' media paths are relative to"),
@@ -55,10 +55,6 @@ def _options(func: Any) -> Any:
     return func
 
 
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
 def _run(stage: str, samples: str, out: str, config_file: str | None, datasets: tuple[str, ...],
          exclude: tuple[str, ...], **flags: Any) -> None:
     from hba_core.errors import InputError
@@ -77,9 +73,9 @@ def _run(stage: str, samples: str, out: str, config_file: str | None, datasets: 
     if flags.get("resume"):
         merged["resume"] = True
     if datasets:
-        merged["datasets"] = _split(datasets)
+        merged["datasets"] = comma_list(*datasets)
     if exclude:
-        merged["exclude"] = _split(exclude)
+        merged["exclude"] = comma_list(*exclude)
     merged.update(stage=stage, samples=samples, out=out)
     summary = run_sft(SftOptions(**merged))
     if not summary["main_process"]:
