@@ -62,17 +62,47 @@ def main() -> None:
     fx = build_all(args.fixtures)
     work = Path(tempfile.mkdtemp(prefix="bench-bam-"))
     atlas = _atlas(fx, args.samples, work / "atlas.jsonl")
-    result = CliRunner().invoke(sft, ["cls", str(atlas), "--root", str(fx.data), "--model", str(fx.omni), "-o",
-                                      str(work / "sft"), "--micro-batch", "2", "--batch-size", "2", "--workers", "0",
-                                      "--epochs", "1", "--no-gradient-checkpointing", "--fps", "1"])
+    result = CliRunner().invoke(
+        sft,
+        [
+            "cls",
+            str(atlas),
+            "--root",
+            str(fx.data),
+            "--model",
+            str(fx.omni),
+            "-o",
+            str(work / "sft"),
+            "--micro-batch",
+            "2",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--epochs",
+            "1",
+            "--no-gradient-checkpointing",
+            "--fps",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ckpt = work / "sft" / "best"
     run_extract(atlas, fx.data, work / "desc.zarr", ("face", "pose", "audio"))
     settings = BamSettings(epochs=args.epochs)
 
     def timed(out: str, cache_dir: str | None) -> tuple[float, dict]:
-        job = BamJob(checkpoint=str(ckpt), samples=str(atlas), store=str(work / "desc.zarr"), datasets=["mmsd"],
-                     data_root=str(fx.data), out=str(work / out), settings=settings, cache_dir=cache_dir, fps=1.0)
+        job = BamJob(
+            checkpoint=str(ckpt),
+            samples=str(atlas),
+            store=str(work / "desc.zarr"),
+            datasets=["mmsd"],
+            data_root=str(fx.data),
+            out=str(work / out),
+            settings=settings,
+            cache_dir=cache_dir,
+            fps=1.0,
+        )
         start = time.perf_counter()
         summary = run_bam(job, log=open("/dev/null", "w"))
         return time.perf_counter() - start, summary["datasets"]["mmsd"]
@@ -84,9 +114,11 @@ def main() -> None:
     print(f"BAM training, {args.samples} samples (mmsd, audio + video adapters), {args.epochs} epochs, CPU:")
     print("| path | backbone passes | seconds | vs uncached |")
     print("|---|---:|---:|---:|")
-    for name, t, r in (("uncached (backbone every epoch)", t_uncached, r_uncached),
-                       ("cached, first run (one pass)", t_first, r_first),
-                       ("cached, re-run / sweep", t_sweep, r_sweep)):
+    for name, t, r in (
+        ("uncached (backbone every epoch)", t_uncached, r_uncached),
+        ("cached, first run (one pass)", t_first, r_first),
+        ("cached, re-run / sweep", t_sweep, r_sweep),
+    ):
         print(f"| {name} | {r['backbone_passes']} | {t:.2f} | {t_uncached / t:.1f}x |")
 
     # Table 13: latency at batch 1, heads vs heads + BAM (same forward; BAM adds the adapters and its head).
@@ -114,10 +146,14 @@ def main() -> None:
     print("| model | latency ms | parameters | parameter memory MB |")
     print("|---|---:|---:|---:|")
     print(f"| SFT | {sft_ms:.2f} | {model_params:,} | {model_params * 4 / 2**20:.2f} |")
-    print(f"| SFT + BAM | {bam_ms:.2f} ({100 * (bam_ms / sft_ms - 1):+.1f}%) | {model_params + bam_params:,} "
-          f"| {(model_params + bam_params) * 4 / 2**20:.2f} |")
-    print(f"\nBAM adds {bam_params:,} parameters ({bam_params * 4 / 2**20:.2f} MB fp32). On the tiny model they "
-          "are a large share; at 7B (~8.9 B parameters with encoders) they are ~0.02%.")
+    print(
+        f"| SFT + BAM | {bam_ms:.2f} ({100 * (bam_ms / sft_ms - 1):+.1f}%) | {model_params + bam_params:,} "
+        f"| {(model_params + bam_params) * 4 / 2**20:.2f} |"
+    )
+    print(
+        f"\nBAM adds {bam_params:,} parameters ({bam_params * 4 / 2**20:.2f} MB fp32). On the tiny model they "
+        "are a large share; at 7B (~8.9 B parameters with encoders) they are ~0.02%."
+    )
 
 
 if __name__ == "__main__":

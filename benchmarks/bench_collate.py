@@ -22,13 +22,14 @@ from hba_core.model.collate import MediaSettings, encode_batch, prepare_sample
 from hba_core.samples import iter_samples
 
 
-def bench(samples: list[dict], processor: Any, settings: MediaSettings, repeat: int,
-          batch: int = 2) -> dict[str, float]:
+def bench(
+    samples: list[dict], processor: Any, settings: MediaSettings, repeat: int, batch: int = 2
+) -> dict[str, float]:
     decode = process = 0.0
     n = 0
     for _ in range(repeat):
         for start in range(0, len(samples), batch):
-            group = samples[start:start + batch]
+            group = samples[start : start + batch]
             t0 = time.perf_counter()
             prepared = [prepare_sample(s, processor, settings, with_target=True) for s in group]
             t1 = time.perf_counter()
@@ -38,8 +39,13 @@ def bench(samples: list[dict], processor: Any, settings: MediaSettings, repeat: 
             process += t2 - t1
             n += len(group)
     total = decode + process
-    return {"samples": n, "samples_per_s": n / total, "decode_share": decode / total, "process_share": process / total,
-            "ms_per_sample": 1000 * total / n}
+    return {
+        "samples": n,
+        "samples_per_s": n / total,
+        "decode_share": decode / total,
+        "process_share": process / total,
+        "ms_per_sample": 1000 * total / n,
+    }
 
 
 def main() -> None:
@@ -55,8 +61,10 @@ def main() -> None:
     for signature in ("text_video_audio", "text_audio", "text"):
         group = [s for s in rows if s["modality_signature"] == signature][:24]
         r = bench(group, processor, settings, args.repeat)
-        print(f"{signature:<18} {r['samples']:>7} {r['samples_per_s']:>10.1f} {r['ms_per_sample']:>10.1f} "
-              f"{r['decode_share']:>7.0%} {r['process_share']:>8.0%}")
+        print(
+            f"{signature:<18} {r['samples']:>7} {r['samples_per_s']:>10.1f} {r['ms_per_sample']:>10.1f} "
+            f"{r['decode_share']:>7.0%} {r['process_share']:>8.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -59,15 +59,19 @@ def direct(root: Path, keys: list[str], stream: str, fps: float) -> tuple[float,
 
     start, cpu = time.perf_counter(), _cpu()
     if stream == "audio":
-        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.ComParE_2016,
-                                feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        smile = opensmile.Smile(
+            feature_set=opensmile.FeatureSet.ComParE_2016, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
+        )
         for key in keys:
             smile.process_signal(decode_audio(root / key), 16_000)
         return time.perf_counter() - start, _cpu() - cpu
     for key in keys:
         frames = sample_video_frames(root / key, fps=fps, max_side=640).frames
-        graph = (mp.solutions.face_mesh.FaceMesh(max_num_faces=1) if stream == "face"
-                 else mp.solutions.pose.Pose(model_complexity=1))
+        graph = (
+            mp.solutions.face_mesh.FaceMesh(max_num_faces=1)
+            if stream == "face"
+            else mp.solutions.pose.Pose(model_complexity=1)
+        )
         for frame in frames:
             graph.process(frame)
         graph.close()
@@ -100,28 +104,39 @@ def throughput(work: Path, n_clips: int, seconds: float) -> None:
     samples = root / "video.jsonl"
     tool_cpu(samples, root, work / "warm.zarr", ("face", "pose", "audio"), 1)  # warm caches and imports
     load = os.getloadavg()[0]
-    print(f"\nvideo: {n_clips} mp4 x {seconds:g} s at {fps:g} fps; audio: {len(wavs)} wav x {2 * seconds:g} s; "
-          "one worker")
+    print(
+        f"\nvideo: {n_clips} mp4 x {seconds:g} s at {fps:g} fps; audio: {len(wavs)} wav x {2 * seconds:g} s; one worker"
+    )
     print("(CPU seconds are what a worker spends; wall seconds also count waiting for a busy machine's cores)")
     (root / "none.jsonl").write_text("")
-    print(f"{'stream':<8} {'direct CPU s':>13} {'tool CPU s':>11} {'overhead':>9} {'w/o setup':>10} "
-          f"{'direct wall':>12} {'tool wall':>10} {'clips/CPU s':>12}")
+    print(
+        f"{'stream':<8} {'direct CPU s':>13} {'tool CPU s':>11} {'overhead':>9} {'w/o setup':>10} "
+        f"{'direct wall':>12} {'tool wall':>10} {'clips/CPU s':>12}"
+    )
     for stream in ("face", "pose", "audio"):
         keys, source = (wavs, root / "audio.jsonl") if stream == "audio" else (videos, samples)
         bare = min((direct(root, keys, stream, fps) for _ in range(3)), key=lambda r: r[1])
-        ours = min((tool_cpu(source, root, work / f"{stream}.zarr", (stream,), 1) for _ in range(3)),
-                   key=lambda r: r[1])
+        ours = min(
+            (tool_cpu(source, root, work / f"{stream}.zarr", (stream,), 1) for _ in range(3)), key=lambda r: r[1]
+        )
         # one-off cost of a run (store creation, attribute writes), paid once per run, not per clip
         setup = min(tool_cpu(root / "none.jsonl", root, work / "none.zarr", (stream,), 1)[1] for _ in range(3))
-        print(f"{stream:<8} {bare[1]:>13.2f} {ours[1]:>11.2f} {ours[1] / bare[1] - 1:>+9.1%} "
-              f"{(ours[1] - setup) / bare[1] - 1:>+10.1%} {bare[0]:>12.2f} {ours[0]:>10.2f} "
-              f"{len(keys) / ours[1]:>12.1f}")
-    (one, one_cpu), (two, two_cpu) = (tool_cpu(samples, root, work / f"w{n}.zarr", ("face", "pose", "audio"), n)
-                                      for n in (1, 2))
-    print(f"all streams: --workers 1 {one:.2f} s ({one_cpu:.1f} CPU s), --workers 2 {two:.2f} s ({two_cpu:.1f} CPU s,"
-          f" incl. 2 worker start-ups) -> speed-up {one / two:.2f}x")
-    print(f"os.cpu_count()={os.cpu_count()}, load average before/after {load:.1f}/{os.getloadavg()[0]:.1f} "
-          "(other processes on the machine make these ratios unreliable)")
+        print(
+            f"{stream:<8} {bare[1]:>13.2f} {ours[1]:>11.2f} {ours[1] / bare[1] - 1:>+9.1%} "
+            f"{(ours[1] - setup) / bare[1] - 1:>+10.1%} {bare[0]:>12.2f} {ours[0]:>10.2f} "
+            f"{len(keys) / ours[1]:>12.1f}"
+        )
+    (one, one_cpu), (two, two_cpu) = (
+        tool_cpu(samples, root, work / f"w{n}.zarr", ("face", "pose", "audio"), n) for n in (1, 2)
+    )
+    print(
+        f"all streams: --workers 1 {one:.2f} s ({one_cpu:.1f} CPU s), --workers 2 {two:.2f} s ({two_cpu:.1f} CPU s,"
+        f" incl. 2 worker start-ups) -> speed-up {one / two:.2f}x"
+    )
+    print(
+        f"os.cpu_count()={os.cpu_count()}, load average before/after {load:.1f}/{os.getloadavg()[0]:.1f} "
+        "(other processes on the machine make these ratios unreliable)"
+    )
 
 
 def store_vs_pt(work: Path, n: int, frames: int) -> None:
@@ -140,8 +155,10 @@ def store_vs_pt(work: Path, n: int, frames: int) -> None:
         walk = np.cumsum(rng.normal(0, 0.1, (frames, 65)), axis=0) + rng.normal(0, 1, 65)
         torch.save(torch.from_numpy(walk.astype(np.float32)), root / key)
         if i == 0:
-            write_jsonl(work / "release.jsonl", ({"dataset": "cremad", "problem": "<audio>\nQ", "answer": "x",
-                                                  "ext_audio_feats": [k]} for k in keys))
+            write_jsonl(
+                work / "release.jsonl",
+                ({"dataset": "cremad", "problem": "<audio>\nQ", "answer": "x", "ext_audio_feats": [k]} for k in keys),
+            )
     made = time.perf_counter() - start
     start = time.perf_counter()
     summary = import_pt(work / "release.jsonl", root, work / "release.zarr", batch=5000)

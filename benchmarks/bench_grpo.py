@@ -42,9 +42,19 @@ def cpu_bench(fx: Any, signature: str, steps: int, max_new_tokens: int, out: Pat
     picked = [r for r in rows if r["modality_signature"] == signature][:8]
     data = fx.data / f"bench-grpo-{signature}.jsonl"
     write_jsonl(data, picked)
-    config = GrpoConfig(init=str(fx.omni), train=str(data), out=str(out / signature), prompts_per_step=8,
-                        mini_batch=4, micro_batch=4, rollout_batch=8, group_size=5, max_new_tokens=max_new_tokens,
-                        lr=1e-5, temperature=1.0)
+    config = GrpoConfig(
+        init=str(fx.omni),
+        train=str(data),
+        out=str(out / signature),
+        prompts_per_step=8,
+        mini_batch=4,
+        micro_batch=4,
+        rollout_batch=8,
+        group_size=5,
+        max_new_tokens=max_new_tokens,
+        lr=1e-5,
+        temperature=1.0,
+    )
     policy = Policy(config)
     reward = default_reward({})
     timed_reward_seconds = [0.0]
@@ -67,10 +77,12 @@ def cpu_bench(fx: Any, signature: str, steps: int, max_new_tokens: int, out: Pat
         train_tokens += line["train_tokens_per_s"] * line["train_seconds"]
     totals["reward_seconds"] = timed_reward_seconds[0]
     step_total = sum(totals.values())
-    return {"rollout_tok_s": gen_tokens / totals["rollout_seconds"],
-            "train_tok_s": train_tokens / totals["train_seconds"],
-            **{k.replace("_seconds", "_share"): v / step_total for k, v in totals.items()},
-            "step_s": step_total / steps}
+    return {
+        "rollout_tok_s": gen_tokens / totals["rollout_seconds"],
+        "train_tok_s": train_tokens / totals["train_seconds"],
+        **{k.replace("_seconds", "_share"): v / step_total for k, v in totals.items()},
+        "step_s": step_total / steps,
+    }
 
 
 def reward_bench(n: int = 1280) -> float:
@@ -111,18 +123,22 @@ def gpu_bench(batch: int, prompt_tokens: int, new_tokens: int) -> dict[str, floa
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(0, batch, micro):
-        full = torch.cat([ids[i:i + micro], resp[i:i + micro]], 1)
+        full = torch.cat([ids[i : i + micro], resp[i : i + micro]], 1)
         logits = model(input_ids=full, attention_mask=torch.ones_like(full), use_cache=False).logits
-        logp = torch.log_softmax(logits[:, prompt_tokens - 1:-1].float(), -1)  # (B, R, V)
-        logp = logp.gather(-1, resp[i:i + micro, :, None])[..., 0]  # (B, R)
-        out = clipped_surrogate_loss(logp, logp.detach(), torch.ones(logp.shape[0], device="cuda"), mask[i:i + micro])
+        logp = torch.log_softmax(logits[:, prompt_tokens - 1 : -1].float(), -1)  # (B, R, V)
+        logp = logp.gather(-1, resp[i : i + micro, :, None])[..., 0]  # (B, R)
+        out = clipped_surrogate_loss(logp, logp.detach(), torch.ones(logp.shape[0], device="cuda"), mask[i : i + micro])
         out.loss.backward()
     opt.step()
     torch.cuda.synchronize()
     train_s = time.perf_counter() - t0
     n_gen = int(mask.sum())
-    return {"rollout_tok_s": n_gen / gen_s, "train_tok_s": batch * (prompt_tokens + resp.shape[1]) / train_s,
-            "rollout_share": gen_s / (gen_s + train_s), "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+    return {
+        "rollout_tok_s": n_gen / gen_s,
+        "train_tok_s": batch * (prompt_tokens + resp.shape[1]) / train_s,
+        "rollout_share": gen_s / (gen_s + train_s),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
 
 
 def main() -> None:
@@ -134,23 +150,28 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     fx = build_all(args.fixtures)
-    print(f"CPU, tiny random Qwen2.5-Omni, 8 prompts x 5 responses, {args.max_new_tokens} new tokens, "
-          f"{args.steps} steps")
+    print(
+        f"CPU, tiny random Qwen2.5-Omni, 8 prompts x 5 responses, {args.max_new_tokens} new tokens, {args.steps} steps"
+    )
     header = ("prompts", "rollout tok/s", "train tok/s", "media", "rollout", "reward", "logp", "train", "s/step")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for signature in ("text", "text_video_audio"):
             r = cpu_bench(fx, signature, args.steps, args.max_new_tokens, Path(tmp))
-            print(f"| {signature} | {r['rollout_tok_s']:.0f} | {r['train_tok_s']:.0f} | {r['media_share']:.0%} | "
-                  f"{r['rollout_share']:.0%} | {r['reward_share']:.0%} | {r['logp_share']:.0%} | "
-                  f"{r['train_share']:.0%} | {r['step_s']:.2f} |")
+            print(
+                f"| {signature} | {r['rollout_tok_s']:.0f} | {r['train_tok_s']:.0f} | {r['media_share']:.0%} | "
+                f"{r['rollout_share']:.0%} | {r['reward_share']:.0%} | {r['logp_share']:.0%} | "
+                f"{r['train_share']:.0%} | {r['step_s']:.2f} |"
+            )
     print(f"\nreward (Eq. 5, MiniLM on CPU) of 1280 boxed responses (one C.2 step): {reward_bench():.2f} s")
     if torch.cuda.is_available():
         r = gpu_bench(batch=16, prompt_tokens=512, new_tokens=256)
         print(f"\nGPU {torch.cuda.get_device_name()}: full-size random Thinker, bf16, 16 x (512 prompt + 256 new)")
-        print(f"rollout {r['rollout_tok_s']:.0f} tok/s | train {r['train_tok_s']:.0f} tok/s | "
-              f"rollout share {r['rollout_share']:.0%} | peak {r['peak_gib']:.1f} GiB")
+        print(
+            f"rollout {r['rollout_tok_s']:.0f} tok/s | train {r['train_tok_s']:.0f} tok/s | "
+            f"rollout share {r['rollout_share']:.0%} | peak {r['peak_gib']:.1f} GiB"
+        )
     else:
         print("\nno CUDA device: GPU figures not measured")
 

@@ -29,15 +29,25 @@ FREE = ("siq2", "intentqa", "mimeqa")
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
 
 def write_inputs(folder: Path, n: int, tag: str) -> tuple[Path, Path]:
-    rows = [{"id": f"{tag}{i}", "dataset": FREE[i % 3], "problem": f"<video>\nWhy {i}? Answer briefly.",
-             "answer": f"Reason {i}."} for i in range(n)]
+    rows = [
+        {
+            "id": f"{tag}{i}",
+            "dataset": FREE[i % 3],
+            "problem": f"<video>\nWhy {i}? Answer briefly.",
+            "answer": f"Reason {i}.",
+        }
+        for i in range(n)
+    ]
     preds = [{"id": f"{tag}{i}", "prediction": f"<think>hmm</think>reason {i} ({tag})"} for i in range(n)]
     truth, pred = folder / f"{tag}-truth.jsonl", folder / f"{tag}-pred.jsonl"
     write_jsonl(truth, rows)
@@ -51,9 +61,16 @@ def run(folder: Path, url: str, tag: str, n: int, concurrency: int, cache: Path 
     if not truth.exists():
         write_inputs(folder, n, tag)
     start, cpu = time.perf_counter(), time.process_time()
-    summary = judge(truth, pred, folder / f"{tag}-out.jsonl",
-                    settings=ClientSettings(base_url=url, model="bench", concurrency=concurrency, timeout_s=30),
-                    api_key="sk-bench", variant=prompts.variant("paper"), cache_path=cache, show_progress=False)
+    summary = judge(
+        truth,
+        pred,
+        folder / f"{tag}-out.jsonl",
+        settings=ClientSettings(base_url=url, model="bench", concurrency=concurrency, timeout_s=30),
+        api_key="sk-bench",
+        variant=prompts.variant("paper"),
+        cache_path=cache,
+        show_progress=False,
+    )
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert summary.by_status["ok"] == n, summary.lines()
     return elapsed, cpu
@@ -72,24 +89,46 @@ def main() -> None:
             print(f"server {url}, latency {LATENCY * 1000:.0f} ms per request; cpu cores {os.cpu_count()}")
             import openai  # noqa: F401 - imported on first use by the client: keep it out of the first timing
 
-            print(f"{'concurrency':>11} {'judgments':>9} {'seconds':>8} {'judg/s':>8} {'bound/s':>8} {'of bound':>8} "
-                  f"{'client CPU ms/judgment':>23}")
+            print(
+                f"{'concurrency':>11} {'judgments':>9} {'seconds':>8} {'judg/s':>8} {'bound/s':>8} {'of bound':>8} "
+                f"{'client CPU ms/judgment':>23}"
+            )
             for c in levels:
                 n = c * 12
                 elapsed, cpu = run(folder, url, f"c{c}", n, c, None)
                 rate, bound = n / elapsed, c / LATENCY
-                print(f"{c:>11} {n:>9} {elapsed:>8.2f} {rate:>8.1f} {bound:>8.0f} {rate / bound:>8.0%} "
-                      f"{1000 * cpu / n:>23.2f}")
+                print(
+                    f"{c:>11} {n:>9} {elapsed:>8.2f} {rate:>8.1f} {bound:>8.0f} {rate / bound:>8.0%} "
+                    f"{1000 * cpu / n:>23.2f}"
+                )
 
             cache = folder / "cache.sqlite"
             fill, _ = run(folder, url, "cached", cached_n, 64, cache)
             again, _ = run(folder, url, "cached", cached_n, 64, cache)
             truth, pred = folder / "cached-truth.jsonl", folder / "cached-pred.jsonl"
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "hba_tools.judge", "--truth", str(truth), "--pred", str(pred),
-                                   "--out", str(folder / "cli.jsonl"), "--base-url", url, "--model", "bench",
-                                   "--cache", str(cache)], env={**os.environ, "OPENAI_API_KEY": "sk-bench"},
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "hba_tools.judge",
+                    "--truth",
+                    str(truth),
+                    "--pred",
+                    str(pred),
+                    "--out",
+                    str(folder / "cli.jsonl"),
+                    "--base-url",
+                    url,
+                    "--model",
+                    "bench",
+                    "--cache",
+                    str(cache),
+                ],
+                env={**os.environ, "OPENAI_API_KEY": "sk-bench"},
+                capture_output=True,
+                text=True,
+            )
             cli = time.perf_counter() - start
             if done.returncode != 0 or f"{cached_n} from cache, 0 requests" not in done.stderr:
                 raise SystemExit(f"hba-judge failed or was not fully cached:\n{done.stderr}")

@@ -26,9 +26,11 @@ from hba_core.answers import extract_label
 from hba_core.samples import sample_id
 from hba_core.scoring import attach_judgments, load_predictions, load_truth, score
 
-PROBLEM = ("<video>\n<audio>\nTranscript: {i} and so I told him that it was fine, really, it was fine. "
-           "The above is a video with its audio and transcript. What is the label of the speaker? "
-           "Answer with one of the following: {options}")
+PROBLEM = (
+    "<video>\n<audio>\nTranscript: {i} and so I told him that it was fine, really, it was fine. "
+    "The above is a video with its audio and transcript. What is the label of the speaker? "
+    "Answer with one of the following: {options}"
+)
 
 
 def generate(root: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:
@@ -49,10 +51,20 @@ def generate(root: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:
                 label, answer = None, "Because she is pleased to see her friend."
             else:
                 label = answer = ds.labels[rng.integers(len(ds.labels))]
-            row = {"problem": PROBLEM.format(i=i, options=", ".join(ds.labels)), "answer": answer, "images": [],
-                   "videos": [f"video/{i}.mp4"], "audios": [f"audio/{i}.wav"], "dataset": ds.name, "texts": [],
-                   "modality_signature": "text_video_audio", "ext_video_feats": [], "ext_audio_feats": [],
-                   "task": ds.release_task, "class_label": label}
+            row = {
+                "problem": PROBLEM.format(i=i, options=", ".join(ds.labels)),
+                "answer": answer,
+                "images": [],
+                "videos": [f"video/{i}.mp4"],
+                "audios": [f"audio/{i}.wav"],
+                "dataset": ds.name,
+                "texts": [],
+                "modality_signature": "text_video_audio",
+                "ext_video_feats": [],
+                "ext_audio_feats": [],
+                "task": ds.release_task,
+                "class_label": label,
+            }
             t.write(orjson.dumps(row) + b"\n")
             sid = sample_id(row)
             t_ids.write(orjson.dumps({"id": sid, **row}) + b"\n")
@@ -87,8 +99,11 @@ def loop_metrics(truth, preds) -> dict[str, float | None]:  # noqa: ANN001
             continue
         if metric == "binary_weighted_f1":
             middle = len(ds.task.domain.labels) // 2
-            polarity = {lab: ("neg" if ds.task.domain.labels.index(lab) < middle else "pos")
-                        for lab in ds.labels if ds.task.domain.labels.index(lab) != middle}
+            polarity = {
+                lab: ("neg" if ds.task.domain.labels.index(lab) < middle else "pos")
+                for lab in ds.labels
+                if ds.task.domain.labels.index(lab) != middle
+            }
             pairs = [(polarity[g], polarity.get(p)) for g, p in pairs if g in polarity]
         classes = sorted({g for g, _ in pairs})
         total = len(pairs)
@@ -136,8 +151,12 @@ def main() -> None:
         truth = timed("truth, official (ids derived)", lambda: load_truth(truth_path))
         preds = timed("predictions + join by id", lambda: load_predictions(preds_path, "bench", truth))
         free = [i for i, d in enumerate(truth.dataset) if registry.dataset(truth.names[d]).is_free_text]
-        attach_judgments(preds, [(k, {"id": truth.ids[i], "status": "ok", "correct": k % 3 > 0})
-                                 for k, i in enumerate(free, 1)], truth, "judged")
+        attach_judgments(
+            preds,
+            [(k, {"id": truth.ids[i], "status": "ok", "correct": k % 3 > 0}) for k, i in enumerate(free, 1)],
+            truth,
+            "judged",
+        )
         report = timed("score, vectorised (extract + metrics)", lambda: score(truth, [preds]))
         reference = timed("score, per-class Python loop", lambda: loop_metrics(truth, preds))
 
@@ -146,12 +165,23 @@ def main() -> None:
     assert worst < 1e-9, f"vectorised and loop metrics differ by {worst}"
     assert preds.counts["matched"] == args.n
     t = {label: (wall, cpu) for label, wall, cpu in stages}
-    official = [sum(t[k][j] for k in ("truth, official (ids derived)", "predictions + join by id",
-                                      "score, vectorised (extract + metrics)")) for j in (0, 1)]
+    official = [
+        sum(
+            t[k][j]
+            for k in (
+                "truth, official (ids derived)",
+                "predictions + join by id",
+                "score, vectorised (extract + metrics)",
+            )
+        )
+        for j in (0, 1)
+    ]
     given = [official[j] - t["truth, official (ids derived)"][j] + t["truth, ids given"][j] for j in (0, 1)]
     stages += [("end to end, official truth", *official), ("end to end, truth with ids", *given)]
-    print(f"hba-score benchmark: {args.n:,} predictions over {len(ours)} datasets ({sizes:.0f} MB of JSONL; "
-          f"generated in {gen_s:.1f} s)")
+    print(
+        f"hba-score benchmark: {args.n:,} predictions over {len(ours)} datasets ({sizes:.0f} MB of JSONL; "
+        f"generated in {gen_s:.1f} s)"
+    )
     print(f"{'stage':<40}{'wall s':>9}{'cpu s':>9}")
     for label, wall, cpu in stages:
         print(f"{label:<40}{wall:>9.2f}{cpu:>9.2f}")

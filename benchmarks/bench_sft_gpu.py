@@ -45,22 +45,39 @@ def synthetic_batch(config, *, batch: int, frames: int, side: int, audio_seconds
     rows = []
     for _ in range(batch):
         words = torch.randint(1000, 100000, (text,), generator=gen)
-        row = torch.cat([words[: text // 3], torch.tensor([config.vision_start_token_id]),
-                         torch.full((n_video,), config.video_token_index), torch.tensor([config.vision_end_token_id]),
-                         torch.tensor([config.audio_start_token_id]), torch.full((n_audio,), config.audio_token_index),
-                         torch.tensor([config.audio_end_token_id]), words[text // 3:]])
+        row = torch.cat(
+            [
+                words[: text // 3],
+                torch.tensor([config.vision_start_token_id]),
+                torch.full((n_video,), config.video_token_index),
+                torch.tensor([config.vision_end_token_id]),
+                torch.tensor([config.audio_start_token_id]),
+                torch.full((n_audio,), config.audio_token_index),
+                torch.tensor([config.audio_end_token_id]),
+                words[text // 3 :],
+            ]
+        )
         rows.append(row.clamp_max(vocab - 1))
     input_ids = torch.stack(rows)  # (B, T)
     patches = int(grid.prod(-1).sum())
     inputs = {
-        "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
         "pixel_values_videos": torch.randn(patches, vision.in_channels * temporal * patch * patch, generator=gen),
-        "video_grid_thw": grid, "video_second_per_grid": torch.full((batch,), temporal / 2.0),
+        "video_grid_thw": grid,
+        "video_second_per_grid": torch.full((batch,), temporal / 2.0),
         "input_features": torch.randn(batch, config.audio_config.num_mel_bins, mel, generator=gen),
-        "feature_attention_mask": torch.ones(batch, mel, dtype=torch.long), "use_audio_in_video": False,
+        "feature_attention_mask": torch.ones(batch, mel, dtype=torch.long),
+        "use_audio_in_video": False,
     }
-    return Batch(inputs, [f"s{i}" for i in range(batch)], ["meld_emotion"] * batch, ["EMO"] * batch,
-                 torch.zeros(batch, dtype=torch.long), None)
+    return Batch(
+        inputs,
+        [f"s{i}" for i in range(batch)],
+        ["meld_emotion"] * batch,
+        ["EMO"] * batch,
+        torch.zeros(batch, dtype=torch.long),
+        None,
+    )
 
 
 def tower_params(model: torch.nn.Module) -> dict[str, int]:
@@ -82,8 +99,14 @@ def run(dtype: str, args: argparse.Namespace, config) -> dict[str, float]:  # no
     model.thinker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device).train()
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-    batch = synthetic_batch(config, batch=args.micro_batch, frames=args.frames, side=args.side,
-                            audio_seconds=args.audio_seconds, text=args.text_tokens).to(device)
+    batch = synthetic_batch(
+        config,
+        batch=args.micro_batch,
+        frames=args.frames,
+        side=args.side,
+        audio_seconds=args.audio_seconds,
+        text=args.text_tokens,
+    ).to(device)
     if dtype == "bfloat16":
         batch.inputs["pixel_values_videos"] = batch.inputs["pixel_values_videos"].to(torch.bfloat16)
         batch.inputs["input_features"] = batch.inputs["input_features"].to(torch.bfloat16)
@@ -118,9 +141,14 @@ def run(dtype: str, args: argparse.Namespace, config) -> dict[str, float]:  # no
     del model, optimizer, thinker
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"samples_per_s": args.micro_batch / train_s, "tokens_per_s": tokens / train_s,
-            "mfu": flops / train_s / (args.peak_tflops * 1e12), "peak_gb": peak,
-            "predict_samples_per_s": args.micro_batch / predict_s, "tokens_per_sample": tokens / args.micro_batch}
+    return {
+        "samples_per_s": args.micro_batch / train_s,
+        "tokens_per_s": tokens / train_s,
+        "mfu": flops / train_s / (args.peak_tflops * 1e12),
+        "peak_gb": peak,
+        "predict_samples_per_s": args.micro_batch / predict_s,
+        "tokens_per_sample": tokens / args.micro_batch,
+    }
 
 
 def main() -> None:
@@ -147,15 +175,21 @@ def main() -> None:
 
         config = Qwen2_5OmniThinkerConfig()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(f"device: {device_name}; micro-batch {args.micro_batch}; {args.frames} frames of {args.side}px, "
-          f"{args.audio_seconds:g} s audio; LoRA r=32 + gradient checkpointing")
-    print(f"{'dtype':<9} {'tok/sample':>10} {'train samples/s':>16} {'tokens/s':>10} {'MFU':>6} {'peak GB':>8} "
-          f"{'predict samples/s':>18}")
+    print(
+        f"device: {device_name}; micro-batch {args.micro_batch}; {args.frames} frames of {args.side}px, "
+        f"{args.audio_seconds:g} s audio; LoRA r=32 + gradient checkpointing"
+    )
+    print(
+        f"{'dtype':<9} {'tok/sample':>10} {'train samples/s':>16} {'tokens/s':>10} {'MFU':>6} {'peak GB':>8} "
+        f"{'predict samples/s':>18}"
+    )
     results = {}
     for dtype in args.dtypes.split(","):
         r = results[dtype] = run(dtype, args, config)
-        print(f"{dtype:<9} {r['tokens_per_sample']:>10.0f} {r['samples_per_s']:>16.2f} {r['tokens_per_s']:>10.0f} "
-              f"{r['mfu']:>6.1%} {r['peak_gb']:>8.1f} {r['predict_samples_per_s']:>18.2f}")
+        print(
+            f"{dtype:<9} {r['tokens_per_sample']:>10.0f} {r['samples_per_s']:>16.2f} {r['tokens_per_s']:>10.0f} "
+            f"{r['mfu']:>6.1%} {r['peak_gb']:>8.1f} {r['predict_samples_per_s']:>18.2f}"
+        )
     if {"bfloat16", "float32"} <= set(results):
         ratio = results["bfloat16"]["samples_per_s"] / results["float32"]["samples_per_s"]
         print(f"bf16 / fp32 training speed: {ratio:.1f}x")

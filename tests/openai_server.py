@@ -54,9 +54,17 @@ def _norm(text: str) -> str:
 class FakeOpenAI:
     """The server plus its knobs; ``with FakeOpenAI(...) as server: server.base_url``."""
 
-    def __init__(self, *, latency: float = 0.0, structured: bool = True, retry_after: str = "0",
-                 script: dict[str, list[str]] | None = None, default: str = "ok", hang_s: float = 3.0,
-                 port: int = 0):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        structured: bool = True,
+        retry_after: str = "0",
+        script: dict[str, list[str]] | None = None,
+        default: str = "ok",
+        hang_s: float = 3.0,
+        port: int = 0,
+    ):
         self.latency = latency
         self.structured = structured
         self.retry_after = retry_after
@@ -168,8 +176,15 @@ class FakeOpenAI:
                 if server.latency:
                     time.sleep(server.latency)
                 if "response_format" in body and not server.structured:
-                    self._send(400, {"error": {"message": "response_format is not supported by this server",
-                                               "type": "invalid_request_error"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": "response_format is not supported by this server",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
                 user = body["messages"][-1]["content"]
                 match = _CANDIDATE.search(user)
@@ -194,8 +209,11 @@ class FakeOpenAI:
                 elif action == "string_bool":
                     self._reply(json.dumps({"explanation": "ok", "correct": "true"}), body)
                 elif action == "429":
-                    self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                               {"Retry-After": server.retry_after})
+                    self._send(
+                        429,
+                        {"error": {"message": "rate limited", "type": "rate_limit"}},
+                        {"Retry-After": server.retry_after},
+                    )
                 elif action in ("500", "503"):
                     self._send(int(action), {"error": {"message": "server error"}})
                 elif action == "401":
@@ -212,13 +230,19 @@ class FakeOpenAI:
                     raise ValueError(f"unknown action {action!r}")
 
             def _reply(self, content: str, request: dict[str, Any]) -> None:
-                self._send(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": request.get("model", "m"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": request.get("model", "m"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+                    },
+                )
 
         return Handler
 

@@ -21,38 +21,41 @@ def test_strip_think_and_boxed_keep_their_behaviour():
     assert has_think("<think>x</think>") and not has_think("<think>x")
 
 
-@pytest.mark.parametrize(("text", "dataset", "label"), [
-    # explicit markers
-    (r"\boxed{sad}", "tess", "sad"),
-    (r"<think>it could be anger</think> \boxed{\text{Joy}}", "meld_emotion", "happy"),
-    ("<answer> Not Sarcastic </answer>", "mmsd", "not sarcasm"),
-    ("Reasoning first.\nAnswer: weakly positive", "mosei_senti", "weakly positive"),
-    ("The answer is: angry.", "cremad", "anger"),
-    # the first label mentioned; the longest form wins where several start at one position
-    ("I think the speaker is not sarcastic at all.", "mmsd", "not sarcasm"),
-    ("The tone is sarcastic, not sincere.", "mmsd", "sarcasm"),
-    ("This sounds weakly positive overall, though positive words appear.", "mosei_senti", "weakly positive"),
-    ("The interview shows no depression.", "daicwoz", "no depression"),
-    ("Signs of depression are clear.", "daicwoz", "depression"),
-    ("The participant is non-anxious.", "mmpsy_anxiety", "no anxiety"),
-    ("happiness, then anger", "tess", "happy"),
-    ("She seems unhappy.", "cremad", "sad"),
-    ("It is a very negative statement", "mosei_senti", "highly negative"),
-    ("HUMOROUS!!", "urfunny", "humour"),
-    # yes / no for binary detection
-    ("Yes.", "ptsd_in_the_wild", "ptsd"),
-    ("no", "mmsd", "not sarcasm"),
-    ("No, nothing points that way.", "urfunny", "not humour"),
-    # names no label: unparseable
-    ("The answer is C", "cremad", None),
-    (r"\boxed{C} although the voice sounds happy", "tess", None),  # an explicit answer decides alone
-    ("<think>happy</think>I cannot tell.", "tess", None),  # reasoning is not the answer
-    ("positive", "chsimsv2", None),  # CH-SIMS v2 has only weakly/highly positive
-    ("surprise", "cremad", None),  # not in CREMA-D's label set
-    ("", "tess", None),
-    (None, "tess", None),
-    ("anything at all", "siq2", None),  # free-text datasets have no labels
-])
+@pytest.mark.parametrize(
+    ("text", "dataset", "label"),
+    [
+        # explicit markers
+        (r"\boxed{sad}", "tess", "sad"),
+        (r"<think>it could be anger</think> \boxed{\text{Joy}}", "meld_emotion", "happy"),
+        ("<answer> Not Sarcastic </answer>", "mmsd", "not sarcasm"),
+        ("Reasoning first.\nAnswer: weakly positive", "mosei_senti", "weakly positive"),
+        ("The answer is: angry.", "cremad", "anger"),
+        # the first label mentioned; the longest form wins where several start at one position
+        ("I think the speaker is not sarcastic at all.", "mmsd", "not sarcasm"),
+        ("The tone is sarcastic, not sincere.", "mmsd", "sarcasm"),
+        ("This sounds weakly positive overall, though positive words appear.", "mosei_senti", "weakly positive"),
+        ("The interview shows no depression.", "daicwoz", "no depression"),
+        ("Signs of depression are clear.", "daicwoz", "depression"),
+        ("The participant is non-anxious.", "mmpsy_anxiety", "no anxiety"),
+        ("happiness, then anger", "tess", "happy"),
+        ("She seems unhappy.", "cremad", "sad"),
+        ("It is a very negative statement", "mosei_senti", "highly negative"),
+        ("HUMOROUS!!", "urfunny", "humour"),
+        # yes / no for binary detection
+        ("Yes.", "ptsd_in_the_wild", "ptsd"),
+        ("no", "mmsd", "not sarcasm"),
+        ("No, nothing points that way.", "urfunny", "not humour"),
+        # names no label: unparseable
+        ("The answer is C", "cremad", None),
+        (r"\boxed{C} although the voice sounds happy", "tess", None),  # an explicit answer decides alone
+        ("<think>happy</think>I cannot tell.", "tess", None),  # reasoning is not the answer
+        ("positive", "chsimsv2", None),  # CH-SIMS v2 has only weakly/highly positive
+        ("surprise", "cremad", None),  # not in CREMA-D's label set
+        ("", "tess", None),
+        (None, "tess", None),
+        ("anything at all", "siq2", None),  # free-text datasets have no labels
+    ],
+)
 def test_extract_label(text, dataset, label):
     assert extract_label(text, dataset) == label
 
@@ -69,9 +72,24 @@ def test_extract_labels_matches_one_by_one():
     assert extract_labels(texts, "tess") == [extract_label(t, "tess") for t in texts]
 
 
-@given(st.sampled_from(CLS_DATASETS), st.data(),
-       st.sampled_from(["{}", "{}.", "**{}**", " {} ", "{}!", "The answer is {}.", r"\boxed{{{}}}",
-                        "<answer>{}</answer>", "Answer: {}", "<think>hmm</think>{}"]))
+@given(
+    st.sampled_from(CLS_DATASETS),
+    st.data(),
+    st.sampled_from(
+        [
+            "{}",
+            "{}.",
+            "**{}**",
+            " {} ",
+            "{}!",
+            "The answer is {}.",
+            r"\boxed{{{}}}",
+            "<answer>{}</answer>",
+            "Answer: {}",
+            "<think>hmm</think>{}",
+        ]
+    ),
+)
 def test_every_label_round_trips_in_any_dress(dataset, data, template):
     label = data.draw(st.sampled_from(registry.dataset(dataset).labels))
     cased = data.draw(st.sampled_from([label, label.upper(), label.title()]))

@@ -26,10 +26,34 @@ def sft_and_store(fixtures, tmp_path_factory):
     rows = [s for _, s in iter_samples(fixtures.atlas) if s["dataset"] in (*DATASETS.split(","), "mimeqa")]
     atlas = root / "atlas.jsonl"
     write_jsonl(atlas, rows)
-    result = CliRunner().invoke(sft, [
-        "cls", str(atlas), "--root", str(fixtures.data), "--model", str(fixtures.omni), "-o", str(root / "sft"),
-        "--micro-batch", "2", "--batch-size", "2", "--warmup-steps", "1", "--workers", "0", "--epochs", "1",
-        "--no-gradient-checkpointing", "--fps", "1", "--datasets", DATASETS])
+    result = CliRunner().invoke(
+        sft,
+        [
+            "cls",
+            str(atlas),
+            "--root",
+            str(fixtures.data),
+            "--model",
+            str(fixtures.omni),
+            "-o",
+            str(root / "sft"),
+            "--micro-batch",
+            "2",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--workers",
+            "0",
+            "--epochs",
+            "1",
+            "--no-gradient-checkpointing",
+            "--fps",
+            "1",
+            "--datasets",
+            DATASETS,
+        ],
+    )
     assert result.exit_code == 0, result.output
     run_extract(atlas, fixtures.data, root / "desc.zarr", ("face", "pose", "audio"), video=VideoConfig(fps=2.0))
     return root, atlas, root / "sft" / "best", root / "desc.zarr"
@@ -38,9 +62,28 @@ def sft_and_store(fixtures, tmp_path_factory):
 def _bam(ckpt, atlas, data, store, out, *extra, datasets=DATASETS):
     from hba_tools.bam import main as bam
 
-    return CliRunner().invoke(bam, ["--init", str(ckpt), "--samples", str(atlas), "--root", str(data),
-                                    "--store", str(store), "--datasets", datasets, "--out", str(out), "--fps", "1",
-                                    "--epochs", "3", *extra])
+    return CliRunner().invoke(
+        bam,
+        [
+            "--init",
+            str(ckpt),
+            "--samples",
+            str(atlas),
+            "--root",
+            str(data),
+            "--store",
+            str(store),
+            "--datasets",
+            datasets,
+            "--out",
+            str(out),
+            "--fps",
+            "1",
+            "--epochs",
+            "3",
+            *extra,
+        ],
+    )
 
 
 def test_bam_trains_selects_saves_and_caches(fixtures, sft_and_store):
@@ -87,19 +130,43 @@ def test_predict_with_bam_then_score_table6(fixtures, sft_and_store, tmp_path):
         assert _bam(ckpt, atlas, fixtures.data, store, root / "bam").exit_code == 0
     test = tmp_path / "test.jsonl"
     write_jsonl(test, [s for _, s in iter_samples(atlas) if s["split"] == "test" and s["dataset"] != "mimeqa"])
-    common = ["--samples", str(test), "--root", str(fixtures.data), "--model", str(ckpt), "--fps", "1",
-              "--workers", "0"]
+    common = [
+        "--samples",
+        str(test),
+        "--root",
+        str(fixtures.data),
+        "--model",
+        str(ckpt),
+        "--fps",
+        "1",
+        "--workers",
+        "0",
+    ]
     runner = CliRunner()
-    for name, extra in (("sft", []), ("bam", ["--bam", str(root / "bam"), "--store", str(store)]),
-                        ("sft_again", [])):
+    for name, extra in (("sft", []), ("bam", ["--bam", str(root / "bam"), "--store", str(store)]), ("sft_again", [])):
         result = runner.invoke(predict, [*common, "--out", str(tmp_path / f"{name}.jsonl"), *extra])
         assert result.exit_code == 0, result.output
     rows = {n: {r["id"]: r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")} for n in ("sft", "bam", "sft_again")}
     assert rows["sft"] == rows["sft_again"]  # without --bam: exactly the SFT model
     assert rows["bam"].keys() == rows["sft"].keys()
     assert any(rows["sft"][i]["probs"] != rows["bam"][i]["probs"] for i in rows["sft"])  # the adapters act
-    result = runner.invoke(score, ["--truth", str(test), "--pred", str(tmp_path / "sft.jsonl"), "--name", "SFT",
-                                   "--pred", str(tmp_path / "bam.jsonl"), "--name", "BAM", "--format", "delta"])
+    result = runner.invoke(
+        score,
+        [
+            "--truth",
+            str(test),
+            "--pred",
+            str(tmp_path / "sft.jsonl"),
+            "--name",
+            "SFT",
+            "--pred",
+            str(tmp_path / "bam.jsonl"),
+            "--name",
+            "BAM",
+            "--format",
+            "delta",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].replace(" ", "") == "|Task|Dataset|SFT|BAM|Δ%|Δ|"
@@ -126,11 +193,26 @@ def test_free_text_bam_goes_through_the_decoder(fixtures, sft_and_store, tmp_pat
 
     test = tmp_path / "test.jsonl"
     write_jsonl(test, [s for _, s in iter_samples(atlas) if s["split"] == "test" and s["dataset"] == "mimeqa"])
-    common = ["--samples", str(test), "--root", str(fixtures.data), "--model", str(ckpt), "--fps", "1",
-              "--workers", "0", "--max-new-tokens", "6"]
+    common = [
+        "--samples",
+        str(test),
+        "--root",
+        str(fixtures.data),
+        "--model",
+        str(ckpt),
+        "--fps",
+        "1",
+        "--workers",
+        "0",
+        "--max-new-tokens",
+        "6",
+    ]
     runner = CliRunner()
-    for name, extra in (("sft", []), ("bam", ["--bam", str(tmp_path / "bam"), "--store", str(store)]),
-                        ("sft_again", [])):
+    for name, extra in (
+        ("sft", []),
+        ("bam", ["--bam", str(tmp_path / "bam"), "--store", str(store)]),
+        ("sft_again", []),
+    ):
         out = runner.invoke(predict, [*common, "--out", str(tmp_path / f"{name}.jsonl"), *extra])
         assert out.exit_code == 0, out.output
     rows = {n: [r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")] for n in ("sft", "bam", "sft_again")}

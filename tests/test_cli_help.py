@@ -26,10 +26,12 @@ def test_validate_cli_reports_every_problem_by_line(tmp_path):
     from hba_tools.validate import main
 
     path = tmp_path / "s.jsonl"
-    path.write_text('{"problem": "p", "answer": "sad", "dataset": "cremad", "class_label": "sad"}\n'
-                    '{"problem": "p", "answer": "x", "dataset": "cremd"}\n'
-                    'not json\n'
-                    '{"problem": "p", "answer": "x", "dataset": "tess", "class_label": "bored"}\n')
+    path.write_text(
+        '{"problem": "p", "answer": "sad", "dataset": "cremad", "class_label": "sad"}\n'
+        '{"problem": "p", "answer": "x", "dataset": "cremd"}\n'
+        "not json\n"
+        '{"problem": "p", "answer": "x", "dataset": "tess", "class_label": "bored"}\n'
+    )
     result = CliRunner().invoke(main, ["sample", str(path)])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -52,10 +54,20 @@ def test_validate_reports_repeated_ids_and_content(tmp_path):
 
     row = '{"problem": "p", "answer": "sad", "dataset": "cremad", "class_label": "sad"}'
     path = tmp_path / "s.jsonl"
-    path.write_text("\n".join([row, row, '{"id": "x", "problem": "q", "answer": "a", "dataset": "siq2"}',
-                               '{"id": "x", "problem": "r", "answer": "b", "dataset": "siq2"}']) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                row,
+                row,
+                '{"id": "x", "problem": "q", "answer": "a", "dataset": "siq2"}',
+                '{"id": "x", "problem": "r", "answer": "b", "dataset": "siq2"}',
+            ]
+        )
+        + "\n"
+    )
     result = CliRunner().invoke(main, ["sample", str(path)])
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"{path}:2: $.id: same content (the same derived id) as line 1: 'cremad-7241c0eaaa3028db'",
-        f"{path}:4: $.id: same id as line 3: 'x'"]
+        f"{path}:4: $.id: same id as line 3: 'x'",
+    ]

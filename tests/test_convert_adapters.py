@@ -39,34 +39,51 @@ def touch(path: Path) -> None:
 
 
 def meld_release(root: Path) -> Path:
-    write_csv(root / "train_sent_emo.csv", MELD_HEADER, [
-        [1, "Oh my God!", "Rachel", "joy", "positive", 0, 0, 1, 1, "00:00:01,000", "00:00:02,000"],
-        [2, "No way.", "Ross", "anger", "negative", 0, 1, 1, 1, "00:00:02,000", "00:00:03,000"],
-        [3, "Hm.", "Joey", "bored", "neutral", 0, 2, 1, 1, "00:00:03,000", "00:00:04,000"],
-    ])
-    write_csv(root / "dev_sent_emo.csv", MELD_HEADER,
-              [[1, "Okay.", "Monica", "neutral", "neutral", 3, 0, 2, 2, "a", "b"]])
-    write_csv(root / "test_sent_emo.csv", MELD_HEADER, [[1, "Wow.", "Chandler", "surprise", "positive", 5, 1, 3, 3,
-                                                         "a", "b"], [2, "x", "Phoebe", "fear", "negative", "", 0, 1,
-                                                                     1, "a", "b"]])
-    for rel in ("train_splits/dia0_utt0.mp4", "train_splits/dia0_utt2.mp4", "dev_splits_complete/dia3_utt0.mp4",
-                "output_repeated_splits_test/dia5_utt1.mp4"):
+    write_csv(
+        root / "train_sent_emo.csv",
+        MELD_HEADER,
+        [
+            [1, "Oh my God!", "Rachel", "joy", "positive", 0, 0, 1, 1, "00:00:01,000", "00:00:02,000"],
+            [2, "No way.", "Ross", "anger", "negative", 0, 1, 1, 1, "00:00:02,000", "00:00:03,000"],
+            [3, "Hm.", "Joey", "bored", "neutral", 0, 2, 1, 1, "00:00:03,000", "00:00:04,000"],
+        ],
+    )
+    write_csv(
+        root / "dev_sent_emo.csv", MELD_HEADER, [[1, "Okay.", "Monica", "neutral", "neutral", 3, 0, 2, 2, "a", "b"]]
+    )
+    write_csv(
+        root / "test_sent_emo.csv",
+        MELD_HEADER,
+        [
+            [1, "Wow.", "Chandler", "surprise", "positive", 5, 1, 3, 3, "a", "b"],
+            [2, "x", "Phoebe", "fear", "negative", "", 0, 1, 1, "a", "b"],
+        ],
+    )
+    for rel in (
+        "train_splits/dia0_utt0.mp4",
+        "train_splits/dia0_utt2.mp4",
+        "dev_splits_complete/dia3_utt0.mp4",
+        "output_repeated_splits_test/dia5_utt1.mp4",
+    ):
         touch(root / rel)  # dia0_utt1 is missing, as two clips are in the real MELD.Raw
     return root
 
 
 def test_meld(tmp_path):
     samples, rejects = run("meld", meld_release(tmp_path))
-    by = {(s["dataset"], s["metadata"]["source_ids"]["dialogue_id"], s["metadata"]["source_ids"]["utterance_id"]): s
-          for s in samples}
+    by = {
+        (s["dataset"], s["metadata"]["source_ids"]["dialogue_id"], s["metadata"]["source_ids"]["utterance_id"]): s
+        for s in samples
+    }
     joy = by[("meld_emotion", 0, 0)]
     assert joy["class_label"] == "happy" and joy["metadata"]["original_label"] == "joy"  # joy -> happy
     assert joy["problem"].startswith("<video>\n<audio>\nOh my God!\n")
     assert joy["videos"] == ["meld/train_splits/dia0_utt0.mp4"] == joy["audios"]
     assert by[("meld_senti", 3, 0)]["split"] == "val"
     reasons = sorted(r.reason for r in rejects)
-    assert reasons == ["media missing: train_splits/dia0_utt1.mp4"] * 2 + ["unknown label: 'bored' (meld_emotion)"] + \
-        [next(r for r in reasons if r.startswith("unreadable row"))]
+    assert reasons == ["media missing: train_splits/dia0_utt1.mp4"] * 2 + ["unknown label: 'bored' (meld_emotion)"] + [
+        next(r for r in reasons if r.startswith("unreadable row"))
+    ]
     assert any(":3" in r.where for r in rejects if r.reason.startswith("unreadable"))  # test csv line 3
     assert len(samples) == 2 + 1 + 2 + 2  # dia0_utt0 (2), dia0_utt2 senti (1), dev (2), test (2)
 
@@ -85,10 +102,14 @@ def test_missing_annotation_file_is_one_clear_error(tmp_path):
 
 
 def test_cremad(tmp_path):
-    names = [f"{actor}_{s}_{e}_XX" for actor in range(1001, 1021) for s in ("DFA", "IEO")
-             for e in ("SAD", "HAP", "NEU")]
-    write_csv(tmp_path / "SentenceFilenames.csv", ["Stimulus_Number", "Filename"],
-              [[i, n] for i, n in enumerate([*names, "1001_XXX_SAD_XX"], start=1)])
+    names = [
+        f"{actor}_{s}_{e}_XX" for actor in range(1001, 1021) for s in ("DFA", "IEO") for e in ("SAD", "HAP", "NEU")
+    ]
+    write_csv(
+        tmp_path / "SentenceFilenames.csv",
+        ["Stimulus_Number", "Filename"],
+        [[i, n] for i, n in enumerate([*names, "1001_XXX_SAD_XX"], start=1)],
+    )
     for n in names:
         touch(tmp_path / "AudioWAV" / f"{n}.wav")
     samples, rejects = run("cremad", tmp_path)
@@ -104,22 +125,41 @@ def test_cremad(tmp_path):
 
 
 def test_tess(tmp_path):
-    for rel in ("OAF_Fear/OAF_back_fear.wav", "OAF_Pleasant_surprise/OAF_bath_ps.wav", "YAF_happy/YAF_bean_happy.wav",
-                "YAF_pleasant_surprised/YAF_back_ps.wav", "OAF_angry/OAF_base_angry.wav", "OAF_odd/OAF_x_bored.wav"):
+    for rel in (
+        "OAF_Fear/OAF_back_fear.wav",
+        "OAF_Pleasant_surprise/OAF_bath_ps.wav",
+        "YAF_happy/YAF_bean_happy.wav",
+        "YAF_pleasant_surprised/YAF_back_ps.wav",
+        "OAF_angry/OAF_base_angry.wav",
+        "OAF_odd/OAF_x_bored.wav",
+    ):
         touch(tmp_path / rel)
     samples, rejects = run("tess", tmp_path)
     labels = {s["metadata"]["source_ids"]["file"]: s["class_label"] for s in samples}
-    assert labels == {"OAF_Fear/OAF_back_fear.wav": "fear", "OAF_Pleasant_surprise/OAF_bath_ps.wav": "surprise",
-                      "YAF_happy/YAF_bean_happy.wav": "happy", "YAF_pleasant_surprised/YAF_back_ps.wav": "surprise",
-                      "OAF_angry/OAF_base_angry.wav": "anger"}
+    assert labels == {
+        "OAF_Fear/OAF_back_fear.wav": "fear",
+        "OAF_Pleasant_surprise/OAF_bath_ps.wav": "surprise",
+        "YAF_happy/YAF_bean_happy.wav": "happy",
+        "YAF_pleasant_surprised/YAF_back_ps.wav": "surprise",
+        "OAF_angry/OAF_base_angry.wav": "anger",
+    }
     assert [r.where for r in rejects] == ["OAF_odd/OAF_x_bored.wav"]
     back = next(s for s in samples if s["metadata"]["source_ids"]["file"] == "OAF_Fear/OAF_back_fear.wav")
     assert back["problem"].split("\n")[1] == "Say the word back."
 
 
 def test_mustard(tmp_path):
-    data = {str(i): {"utterance": f"line {i}", "speaker": "SHELDON", "context": ["c"], "context_speakers": ["LEONARD"],
-                     "show": "BBT", "sarcasm": i % 2 == 0} for i in range(20)}
+    data = {
+        str(i): {
+            "utterance": f"line {i}",
+            "speaker": "SHELDON",
+            "context": ["c"],
+            "context_speakers": ["LEONARD"],
+            "show": "BBT",
+            "sarcasm": i % 2 == 0,
+        }
+        for i in range(20)
+    }
     data["bad"] = {"utterance": "x", "sarcasm": "maybe"}
     (tmp_path / "sarcasm_data.json").write_text(json.dumps(data))
     for i in range(20):
@@ -135,17 +175,27 @@ def test_daicwoz(tmp_path):
     header = ["Participant_ID", "PHQ8_Binary", "PHQ8_Score", "Gender"]
     write_csv(tmp_path / "train_split_Depression_AVEC2017.csv", header, [[302, 0, 4, 1], [303, 1, 12, 0]])
     write_csv(tmp_path / "dev_split_Depression_AVEC2017.csv", header, [[304, 0, 2, 1]])
-    write_csv(tmp_path / "full_test_split.csv", ["Participant_ID", "PHQ_Binary", "PHQ_Score", "Gender"],
-              [[300, 1, 15, 1], [301, "x", 3, 1]])
+    write_csv(
+        tmp_path / "full_test_split.csv",
+        ["Participant_ID", "PHQ_Binary", "PHQ_Score", "Gender"],
+        [[300, 1, 15, 1], [301, "x", 3, 1]],
+    )
     for pid in (300, 302, 303, 304):
         touch(tmp_path / f"{pid}_P" / f"{pid}_AUDIO.wav")
-    write_csv(tmp_path / "303_P" / "303_TRANSCRIPT.csv", ["start_time", "stop_time", "speaker", "value"],
-              [[0, 1, "Ellie", "how are you"], [1, 2, "Participant", "not great"], [2, 3, "Participant", "tired"]],
-              delimiter="\t")
+    write_csv(
+        tmp_path / "303_P" / "303_TRANSCRIPT.csv",
+        ["start_time", "stop_time", "speaker", "value"],
+        [[0, 1, "Ellie", "how are you"], [1, 2, "Participant", "not great"], [2, 3, "Participant", "tired"]],
+        delimiter="\t",
+    )
     samples, rejects = run("daicwoz", tmp_path)
     got = {s["metadata"]["source_ids"]["participant_id"]: (s["split"], s["class_label"]) for s in samples}
-    assert got == {302: ("train", "no depression"), 303: ("train", "depression"), 304: ("val", "no depression"),
-                   300: ("test", "depression")}
+    assert got == {
+        302: ("train", "no depression"),
+        303: ("train", "depression"),
+        304: ("val", "no depression"),
+        300: ("test", "depression"),
+    }
     assert len(rejects) == 1 and rejects[0].where.endswith("full_test_split.csv:3")
     s303 = next(s for s in samples if s["metadata"]["source_ids"]["participant_id"] == 303)
     assert s303["problem"].split("\n")[1] == "not great tired"
@@ -153,71 +203,128 @@ def test_daicwoz(tmp_path):
 
 
 def test_mosei_folds_transcripts_and_rejects(tmp_path):
-    write_csv(tmp_path / "CMU_MOSEI_Labels.csv", MOSEI_HEADER, [
-        [0, "vidA", 0, 0.0, 1.0, 1, 1, 0, 3, 0], [1, "vidA", 1, 1.0, 2.0, 0, -1, 2, -2, 0],
-        [2, "vidB", 0, 0.0, 1.0, 1, 0, 4, 0, 2], [3, "vidC", 0, 0.0, 1.0, 1, 0, 1, 0, 3],
-        [4, "vidB", 1, 0.0, 1.0, 1, 0, 9, 0, 2],
-    ])
+    write_csv(
+        tmp_path / "CMU_MOSEI_Labels.csv",
+        MOSEI_HEADER,
+        [
+            [0, "vidA", 0, 0.0, 1.0, 1, 1, 0, 3, 0],
+            [1, "vidA", 1, 1.0, 2.0, 0, -1, 2, -2, 0],
+            [2, "vidB", 0, 0.0, 1.0, 1, 0, 4, 0, 2],
+            [3, "vidC", 0, 0.0, 1.0, 1, 0, 1, 0, 3],
+            [4, "vidB", 1, 0.0, 1.0, 1, 0, 9, 0, 2],
+        ],
+    )
     (tmp_path / "cmu_mosei_std_folds.py").write_text(
-        "standard_train_fold=['vidA']\nstandard_valid_fold=[]\nstandard_test_fold=['vidB']\n")
+        "standard_train_fold=['vidA']\nstandard_valid_fold=[]\nstandard_test_fold=['vidB']\n"
+    )
     transcript = tmp_path / "Transcript" / "Segmented" / "Combined" / "vidA.txt"
     transcript.parent.mkdir(parents=True)
     transcript.write_text("vidA___0___0.0___1.0___I loved it\nvidA___1___1.0___2.0___then it broke\n")
     samples, rejects = run("mosei", tmp_path, check_media=False)
-    senti = {(s["metadata"]["source_ids"]["video_id"], s["metadata"]["source_ids"]["segment"]): s
-             for s in samples if s["dataset"] == "mosei_senti"}
+    senti = {
+        (s["metadata"]["source_ids"]["video_id"], s["metadata"]["source_ids"]["segment"]): s
+        for s in samples
+        if s["dataset"] == "mosei_senti"
+    }
     assert senti[("vidA", "0")]["class_label"] == "highly positive"
     assert senti[("vidA", "1")]["class_label"] == "negative"
     assert senti[("vidA", "0")]["problem"].split("\n")[2] == "I loved it"
     assert senti[("vidB", "0")]["split"] == "test"
-    emo = {s["metadata"]["source_ids"]["segment"] + s["metadata"]["source_ids"]["video_id"]: s["class_label"]
-           for s in samples if s["dataset"] == "mosei_emotion"}
+    emo = {
+        s["metadata"]["source_ids"]["segment"] + s["metadata"]["source_ids"]["video_id"]: s["class_label"]
+        for s in samples
+        if s["dataset"] == "mosei_emotion"
+    }
     assert emo == {"0vidA": "happy", "1vidA": "anger", "0vidB": "disgust"}
     assert sorted(r.reason.split(" (")[0] for r in rejects) == [
-        "not in the standard folds: video in no official split", "unreadable row"]
+        "not in the standard folds: video in no official split",
+        "unreadable row",
+    ]
 
 
 def test_mosei_raw_scores_and_dominant_emotion(tmp_path):
     header = ["file", "index", "sentiment", "happy", "sad", "anger", "surprise", "disgust", "fear", "split"]
-    write_csv(tmp_path / "CMU_MOSEI_Labels.csv", header, [
-        ["v", 0, 2.5, 0, 0.3, 1.0, 0, 0, 0, 0], ["v", 1, -0.4, 0, 0, 0, 0, 0, 0, 0],
-        ["v", 2, 0.6, 1, 1, 0, 0, 0, 0, 1]])
+    write_csv(
+        tmp_path / "CMU_MOSEI_Labels.csv",
+        header,
+        [
+            ["v", 0, 2.5, 0, 0.3, 1.0, 0, 0, 0, 0],
+            ["v", 1, -0.4, 0, 0, 0, 0, 0, 0, 0],
+            ["v", 2, 0.6, 1, 1, 0, 0, 0, 0, 1],
+        ],
+    )
     samples, rejects = run("mosei", tmp_path, check_media=False)
     assert not rejects
     assert [s["class_label"] for s in samples if s["dataset"] == "mosei_senti"] == [
-        "highly positive", "neutral", "weakly positive"]
+        "highly positive",
+        "neutral",
+        "weakly positive",
+    ]
     assert [s["class_label"] for s in samples if s["dataset"] == "mosei_emotion"] == ["anger"]  # none, tie: no sample
 
 
 def test_mosei_sentiment_rounding_is_half_away_from_zero():
     assert [mosei_class(v) for v in (-3.0, -2.5, -1.49, -0.5, 0.0, 0.49, 1.5, 2.5, 9.0)] == [
-        "highly negative", "highly negative", "weakly negative", "weakly negative", "neutral", "neutral", "positive",
-        "highly positive", "highly positive"]
+        "highly negative",
+        "highly negative",
+        "weakly negative",
+        "weakly negative",
+        "neutral",
+        "neutral",
+        "positive",
+        "highly positive",
+        "highly positive",
+    ]
 
 
 def test_chsimsv2(tmp_path):
     header = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode"]
-    write_csv(tmp_path / "meta.csv", header, [
-        ["aqgy3_0001", "1", "我很开心", 0.8, 1, 1, 0.6, "Positive", "train"],
-        ["aqgy3_0001", "2", "还行", 0.0, 0, 0, 0, "Neutral", "valid"],
-        ["v2", "3", "太糟了", -0.6, -1, -1, -1, "Negative", "test"],
-        ["v2", "4", "x", "n/a", 0, 0, 0, "Neutral", "test"],
-    ])
+    write_csv(
+        tmp_path / "meta.csv",
+        header,
+        [
+            ["aqgy3_0001", "1", "我很开心", 0.8, 1, 1, 0.6, "Positive", "train"],
+            ["aqgy3_0001", "2", "还行", 0.0, 0, 0, 0, "Neutral", "valid"],
+            ["v2", "3", "太糟了", -0.6, -1, -1, -1, "Negative", "test"],
+            ["v2", "4", "x", "n/a", 0, 0, 0, "Neutral", "test"],
+        ],
+    )
     samples, rejects = run("chsimsv2", tmp_path, check_media=False)
     assert [(s["split"], s["class_label"]) for s in samples] == [
-        ("train", "highly positive"), ("val", "neutral"), ("test", "weakly negative")]
+        ("train", "highly positive"),
+        ("val", "neutral"),
+        ("test", "weakly negative"),
+    ]
     assert samples[0]["videos"] == ["chsimsv2/Raw/aqgy3_0001/0001.mp4"]
     assert samples[0]["problem"].split("\n")[2] == "我很开心"
     assert len(rejects) == 1
     assert [sims_class(v) for v in (-0.7, -0.69, -0.1, -0.09, 0.09, 0.1, 0.69, 0.7)] == [
-        "highly negative", "weakly negative", "weakly negative", "neutral", "neutral", "weakly positive",
-        "weakly positive", "highly positive"]
+        "highly negative",
+        "weakly negative",
+        "weakly negative",
+        "neutral",
+        "neutral",
+        "weakly positive",
+        "weakly positive",
+        "highly positive",
+    ]
 
 
 def test_siq2(tmp_path):
     def qa(qid, vid, idx):
-        return {"qid": qid, "q": "Why does he laugh?", "vid_name": vid, "ts": "0-60", "a0": "A", "a1": "B", "a2": "C",
-                "a3": "D", "answer_idx": idx, "ans_corr": "ABCD"[idx]}
+        return {
+            "qid": qid,
+            "q": "Why does he laugh?",
+            "vid_name": vid,
+            "ts": "0-60",
+            "a0": "A",
+            "a1": "B",
+            "a2": "C",
+            "a3": "D",
+            "answer_idx": idx,
+            "ans_corr": "ABCD"[idx],
+        }
+
     (tmp_path / "qa").mkdir()
     (tmp_path / "qa" / "qa_train.json").write_text("\n".join(json.dumps(qa(f"q{i}", "v1", i % 4)) for i in range(3)))
     (tmp_path / "qa" / "qa_val.json").write_text(json.dumps(qa("q9", "v2", 2)) + "\n{not json\n")
@@ -227,7 +334,8 @@ def test_siq2(tmp_path):
     (tmp_path / "transcript").mkdir()
     (tmp_path / "transcript" / "v1.vtt").write_text(
         "WEBVTT\nKind: captions\n\n00:00:00.000 --> 00:00:01.000\nhello <c>there</c>\n\n"
-        "00:00:01.000 --> 00:00:02.000\nhello there\nfriend\n")
+        "00:00:01.000 --> 00:00:02.000\nhello there\nfriend\n"
+    )
     samples, rejects = run("siq2", tmp_path)
     assert [s["split"] for s in samples] == ["train"] * 3
     assert samples[1]["answer"] == "B" and samples[1]["class_label"] is None
@@ -239,10 +347,42 @@ def test_siq2(tmp_path):
 
 
 def test_intentqa(tmp_path):
-    header = ["video_id", "frame_count", "width", "height", "question", "answer", "qid", "type", "a0", "a1", "a2", "a3",
-              "a4", "action", "lemma", "lemma_id"]
-    row = ["111", 10, 640, 360, "why did the man wave", 2, 1, "CW", "run", "sit", "greet a friend", "eat", "cry",
-           "wave", "wave", 1]
+    header = [
+        "video_id",
+        "frame_count",
+        "width",
+        "height",
+        "question",
+        "answer",
+        "qid",
+        "type",
+        "a0",
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+        "action",
+        "lemma",
+        "lemma_id",
+    ]
+    row = [
+        "111",
+        10,
+        640,
+        360,
+        "why did the man wave",
+        2,
+        1,
+        "CW",
+        "run",
+        "sit",
+        "greet a friend",
+        "eat",
+        "cry",
+        "wave",
+        "wave",
+        1,
+    ]
     write_csv(tmp_path / "val.csv", header, [row, ["222", 1, 1, 1, "what", 7, 2, "CH", *"abcde", "x", "x", 1]])
     write_csv(tmp_path / "test.csv", header, [[*row[:6], 3, *row[7:]]])
     touch(tmp_path / "videos" / "111.mp4")
@@ -254,11 +394,19 @@ def test_intentqa(tmp_path):
 
 
 def test_mmpsy(tmp_path):
-    users = [{"user_id": f"user_{i}", "phq-label": {"score": 6 + i, "level": "x"}, "gad-label": {"score": 12 - i,
-             "level": "y"}, "audios": {"wav_1.wav": "嗯，还好。", "wav_2.wav": "学习。"}} for i in range(6)]
+    users = [
+        {
+            "user_id": f"user_{i}",
+            "phq-label": {"score": 6 + i, "level": "x"},
+            "gad-label": {"score": 12 - i, "level": "y"},
+            "audios": {"wav_1.wav": "嗯，还好。", "wav_2.wav": "学习。"},
+        }
+        for i in range(6)
+    ]
     users.append({"user_id": "user_bad", "phq-label": {"score": "?"}, "gad-label": {"score": 3}, "audios": {}})
     (tmp_path / "wav_select.json").write_text(json.dumps(users, ensure_ascii=False))
     samples, rejects = run("mmpsy", tmp_path)
+
     def labels(name):
         return {s["metadata"]["source_ids"]["user_id"]: s["class_label"] for s in samples if s["dataset"] == name}
 
@@ -274,13 +422,21 @@ def test_mmpsy(tmp_path):
 
 def test_urfunny_pickles(tmp_path):
     folds = {"train": [1, 2, np.int64(3)], "dev": [4], "test": [5, 6]}
-    for name, obj in (("data_folds.pkl", folds), ("humor_label_sdk.pkl", {1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0, 5: 1.0}),
-                      ("language_sdk.pkl", {1: {"punchline_sentence": "and that is why", "context_sentences": ["a"]}})):
+    for name, obj in (
+        ("data_folds.pkl", folds),
+        ("humor_label_sdk.pkl", {1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0, 5: 1.0}),
+        ("language_sdk.pkl", {1: {"punchline_sentence": "and that is why", "context_sentences": ["a"]}}),
+    ):
         with open(tmp_path / name, "wb") as fh:
             pickle.dump(obj, fh, protocol=2)
     samples, rejects = run("urfunny", tmp_path, check_media=False)
     assert [(s["split"], s["class_label"]) for s in samples] == [
-        ("train", "humour"), ("train", "not humour"), ("train", "humour"), ("val", "not humour"), ("test", "humour")]
+        ("train", "humour"),
+        ("train", "not humour"),
+        ("train", "humour"),
+        ("val", "not humour"),
+        ("test", "humour"),
+    ]
     assert samples[0]["problem"].split("\n")[2] == "and that is why"
     assert len(rejects) == 1 and "unknown label" in rejects[0].reason
 

@@ -30,8 +30,10 @@ def test_meld_official_splits(annotations):
     # Table 7: 9988/1108/2610; MELD.Raw lacks the clips of train dia125_utt3 and dev dia110_utt7.
     assert got == {"meld_senti": [9989, 1109, 2610], "meld_emotion": [9989, 1109, 2610]}
     assert not rejects
-    ids = {(s["split"], s["metadata"]["source_ids"]["dialogue_id"], s["metadata"]["source_ids"]["utterance_id"])
-           for s in samples}
+    ids = {
+        (s["split"], s["metadata"]["source_ids"]["dialogue_id"], s["metadata"]["source_ids"]["utterance_id"])
+        for s in samples
+    }
     assert ("train", 125, 3) in ids and ("val", 110, 7) in ids
     assert Counter(s["class_label"] for s in samples if s["dataset"] == "meld_emotion")["happy"] == 2308  # joy
 
@@ -78,7 +80,8 @@ def test_mosei_standard_folds(annotations):
     _, rejects, got = counts(annotations, "mosei")
     assert got["mosei_senti"] == [16327, 1871, 4662]  # paper 16326/1871/4659
     assert len(rejects) == 399 and {r.reason for r in rejects} == {
-        "not in the standard folds: video in no official split"}
+        "not in the standard folds: video in no official split"
+    }
 
 
 def test_siq2_val_is_test(annotations):

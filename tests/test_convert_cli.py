@@ -81,22 +81,49 @@ def test_build_all_goes_on_past_a_broken_release(tmp_path):
 
 def sample_file(path):
     rows = []
-    for name, split, label in (("mosei_senti", "train", "neutral"), ("meld_emotion", "train", "happy"),
-                               ("daicwoz", "train", "depression"), ("mmsd", "train", "sarcasm"),
-                               ("cremad", "train", "sad"), ("cremad", "test", "sad"), ("tess", "train", "fear"),
-                               ("meld_senti", "val", "positive")):
+    for name, split, label in (
+        ("mosei_senti", "train", "neutral"),
+        ("meld_emotion", "train", "happy"),
+        ("daicwoz", "train", "depression"),
+        ("mmsd", "train", "sarcasm"),
+        ("cremad", "train", "sad"),
+        ("cremad", "test", "sad"),
+        ("tess", "train", "fear"),
+        ("meld_senti", "val", "positive"),
+    ):
         audio_only = name in ("cremad", "tess", "daicwoz")
-        rows.append(make_sample(name, split=split, instruction="Q?", question="Q?", answer=label, class_label=label,
-                                video=None if audio_only else f"{name}.mp4", audio=f"{name}.wav",
-                                transcript="hi", source_ids={"n": len(rows)}))
+        rows.append(
+            make_sample(
+                name,
+                split=split,
+                instruction="Q?",
+                question="Q?",
+                answer=label,
+                class_label=label,
+                video=None if audio_only else f"{name}.mp4",
+                audio=f"{name}.wav",
+                transcript="hi",
+                source_ids={"n": len(rows)},
+            )
+        )
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return rows
 
 
 def test_select_exclude_gives_the_transfer_training_set(tmp_path):
     sample_file(tmp_path / "atlas.jsonl")
-    result = invoke("select", tmp_path / "atlas.jsonl", "--split", "train",
-                    "--exclude", "mosei_senti,meld_emotion", "--exclude", "daicwoz", "--exclude", "mmsd")
+    result = invoke(
+        "select",
+        tmp_path / "atlas.jsonl",
+        "--split",
+        "train",
+        "--exclude",
+        "mosei_senti,meld_emotion",
+        "--exclude",
+        "daicwoz",
+        "--exclude",
+        "mmsd",
+    )
     assert result.exit_code == 0, result.output
     kept = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["dataset"] for r in kept] == ["cremad", "tess"]
@@ -128,8 +155,12 @@ def test_validate_reports_every_problem_by_line(tmp_path):
     rows = sample_file(tmp_path / "atlas.jsonl")
     (tmp_path / "root" / "cremad").mkdir(parents=True)
     (tmp_path / "root" / "cremad" / "cremad.wav").write_bytes(b"")
-    bad = [dict(rows[4], class_label="joy"), dict(rows[4], dataset="cremadd"), dict(rows[4], audios=["../x.wav"]),
-           rows[4]]
+    bad = [
+        dict(rows[4], class_label="joy"),
+        dict(rows[4], dataset="cremadd"),
+        dict(rows[4], audios=["../x.wav"]),
+        rows[4],
+    ]
     (tmp_path / "bad.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in bad) + b"{oops\n")
     result = invoke("validate", tmp_path / "bad.jsonl", "--root", tmp_path / "root")
     assert result.exit_code == 1
@@ -148,9 +179,20 @@ def test_validate_reports_every_problem_by_line(tmp_path):
 
 
 def test_import_export_cli_round_trip(tmp_path):
-    line = {"problem": "<audio>\nQ?", "answer": "sad", "images": [], "videos": [], "audios": ["a.wav"],
-            "dataset": "cremad", "texts": [], "modality_signature": "audio", "ext_video_feats": [],
-            "ext_audio_feats": [], "task": "emotion_cls", "class_label": "sad"}
+    line = {
+        "problem": "<audio>\nQ?",
+        "answer": "sad",
+        "images": [],
+        "videos": [],
+        "audios": ["a.wav"],
+        "dataset": "cremad",
+        "texts": [],
+        "modality_signature": "audio",
+        "ext_video_feats": [],
+        "ext_audio_feats": [],
+        "task": "emotion_cls",
+        "class_label": "sad",
+    }
     (tmp_path / "rel").mkdir()
     for name in RELEASE_FILES.values():
         (tmp_path / "rel" / name).write_text(json.dumps(line) + "\n")
@@ -166,11 +208,19 @@ def test_import_export_cli_round_trip(tmp_path):
 
 def test_real_shell_pipe_and_no_torch(tmp_path):
     raw = mustard_release(tmp_path / "mustard", n=20, media=False)
-    pipe = subprocess.run(f"{sys.executable} -m hba_tools.convert build mustard --raw {raw} --no-media "
-                          f"--out - --rejects {tmp_path / 'r.jsonl'} | {sys.executable} -m hba_tools.convert stats - "
-                          "--format csv", shell=True, capture_output=True, text=True, check=True)
+    pipe = subprocess.run(
+        f"{sys.executable} -m hba_tools.convert build mustard --raw {raw} --no-media "
+        f"--out - --rejects {tmp_path / 'r.jsonl'} | {sys.executable} -m hba_tools.convert stats - "
+        "--format csv",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "MUStARD,14,3,3,20,483,104,103" in pipe.stdout.splitlines()
-    code = (f"import sys; from hba_core.convert import build_source; "
-            f"list(build_source('mustard', {str(raw)!r}, check_media=False)); "
-            "import hba_tools.convert; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        f"import sys; from hba_core.convert import build_source; "
+        f"list(build_source('mustard', {str(raw)!r}, check_media=False)); "
+        "import hba_tools.convert; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,16 +17,32 @@ from hba_core.samples import sample_id
 # The official release's example line, as the reference repository shows it.
 OFFICIAL_LINE = {
     "problem": "<audio>\nDon't forget a jacket.\nThe above is a speech recording along with the transcript from a "
-               "clinical context. What emotion is the speaker expressing? Answer with one word from the following: "
-               "anger, disgust, fear, happy, neutral, sad",
-    "answer": "sad", "images": [], "videos": [], "audios": ["cremad_dataset_audio/1077_DFA_SAD_XX.wav"],
-    "dataset": "cremad", "texts": [], "modality_signature": "text_audio",
+    "clinical context. What emotion is the speaker expressing? Answer with one word from the following: "
+    "anger, disgust, fear, happy, neutral, sad",
+    "answer": "sad",
+    "images": [],
+    "videos": [],
+    "audios": ["cremad_dataset_audio/1077_DFA_SAD_XX.wav"],
+    "dataset": "cremad",
+    "texts": [],
+    "modality_signature": "text_audio",
     "ext_video_feats": ["pose/cremad_dataset_audio/1077_DFA_SAD_XX.pt"],
-    "ext_audio_feats": ["opensmile/cremad_dataset_audio/1077_DFA_SAD_XX.pt"], "task": "emotion_cls",
+    "ext_audio_feats": ["opensmile/cremad_dataset_audio/1077_DFA_SAD_XX.pt"],
+    "task": "emotion_cls",
     "class_label": "sad",
 }
-QA_LINE = {**OFFICIAL_LINE, "problem": "<video>\nWhy?", "answer": "Because.", "dataset": "siq2", "task": "social_qa",
-           "class_label": None, "audios": [], "videos": ["siq2/v.mp4"], "ext_video_feats": [], "ext_audio_feats": []}
+QA_LINE = {
+    **OFFICIAL_LINE,
+    "problem": "<video>\nWhy?",
+    "answer": "Because.",
+    "dataset": "siq2",
+    "task": "social_qa",
+    "class_label": None,
+    "audios": [],
+    "videos": ["siq2/v.mp4"],
+    "ext_video_feats": [],
+    "ext_audio_feats": [],
+}
 
 
 def write_release(root, lines_per_split):
@@ -56,8 +72,10 @@ def test_bad_lines_are_reported_with_file_and_line(tmp_path):
     errors: list[LineError] = []
     rows = list(import_release(tmp_path, errors=errors))
     assert len(rows) == 1
-    assert [(e.line, e.message.split(" (")[0]) for e in errors] == [(2, "not valid JSON"),
-                                                                     (3, "expected a JSON object, got list")]
+    assert [(e.line, e.message.split(" (")[0]) for e in errors] == [
+        (2, "not valid JSON"),
+        (3, "expected a JSON object, got list"),
+    ]
 
 
 def test_export_refuses_samples_without_split_and_leaves_nothing(tmp_path):
@@ -81,8 +99,11 @@ def parquet_release(path, rows):
 def test_parquet_media_bytes_become_files(tmp_path):
     wav = b"RIFF" + b"\x00" * 40
     mp4 = b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 30
-    row = {**OFFICIAL_LINE, "audios": [{"bytes": wav, "path": "cremad_dataset_audio/1077_DFA_SAD_XX.wav"}],
-           "videos": [{"bytes": mp4, "path": None}]}
+    row = {
+        **OFFICIAL_LINE,
+        "audios": [{"bytes": wav, "path": "cremad_dataset_audio/1077_DFA_SAD_XX.wav"}],
+        "videos": [{"bytes": mp4, "path": None}],
+    }
     parquet_release(tmp_path / "rel" / "data" / "test-00000-of-00001.parquet", [row])
     rows = list(import_release(tmp_path / "rel", tmp_path / "media"))
     assert rows[0]["audios"] == ["cremad_dataset_audio/1077_DFA_SAD_XX.wav"]

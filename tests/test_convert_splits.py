@@ -11,10 +11,12 @@ from hba_core.convert.splits import EIGHTY_TEN_TEN, SEVENTY_FIFTEEN_FIFTEEN, ass
 
 
 def test_singleton_groups_give_exact_counts():
-    for n, fractions, want in ((690, SEVENTY_FIFTEEN_FIFTEEN, (483, 104, 103)),
-                               (2800, SEVENTY_FIFTEEN_FIFTEEN, (1960, 420, 420)),
-                               (1275, SEVENTY_FIFTEEN_FIFTEEN, (893, 191, 191)),
-                               (100, EIGHTY_TEN_TEN, (80, 10, 10))):
+    for n, fractions, want in (
+        (690, SEVENTY_FIFTEEN_FIFTEEN, (483, 104, 103)),
+        (2800, SEVENTY_FIFTEEN_FIFTEEN, (1960, 420, 420)),
+        (1275, SEVENTY_FIFTEEN_FIFTEEN, (893, 191, 191)),
+        (100, EIGHTY_TEN_TEN, (80, 10, 10)),
+    ):
         assert split_targets(n, fractions) == want
         got = Counter(assign_splits([f"clip{i}" for i in range(n)], fractions).values())
         assert (got["train"], got["val"], got["test"]) == want

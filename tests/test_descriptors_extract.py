@@ -96,15 +96,16 @@ def test_unreadable_media_are_recorded_and_the_run_goes_on(fixture_data, tmp_pat
     shutil.copy(fixture_data.data / "video/clip0.mp4", root / "video/ok.mp4")
     (root / "video/corrupt.mp4").write_bytes(os.urandom(5000))
     shutil.copy(fixture_data.data / "audio/clip0.wav", root / "video/audio-only.mp4")  # a wav under a video name
-    rows = [{"dataset": "cremad", "problem": "<video>\nQ", "answer": "x", "videos": [k]}
-            for k in ("video/corrupt.mp4", "video/missing.mp4", "../escape.mp4", "video/ok.mp4",
-                      "video/audio-only.mp4")]
+    rows = [
+        {"dataset": "cremad", "problem": "<video>\nQ", "answer": "x", "videos": [k]}
+        for k in ("video/corrupt.mp4", "video/missing.mp4", "../escape.mp4", "video/ok.mp4", "video/audio-only.mp4")
+    ]
     write_jsonl(tmp_path / "s.jsonl", rows)
     summary = run_extract(tmp_path / "s.jsonl", root, tmp_path / "d.zarr")
     reasons = {(k, s): r for k, s, r in summary.errors}
-    assert set(reasons) == {(k, s) for k in ("video/corrupt.mp4", "video/missing.mp4", "../escape.mp4")
-                            for s in ("face", "pose", "audio")} | {("video/audio-only.mp4", "face"),
-                                                                   ("video/audio-only.mp4", "pose")}
+    assert set(reasons) == {
+        (k, s) for k in ("video/corrupt.mp4", "video/missing.mp4", "../escape.mp4") for s in ("face", "pose", "audio")
+    } | {("video/audio-only.mp4", "face"), ("video/audio-only.mp4", "pose")}
     assert reasons[("video/missing.mp4", "face")] == "media file not found"
     assert "escapes the data root" in reasons[("../escape.mp4", "pose")]
     assert reasons[("video/audio-only.mp4", "face")] == "no video stream"
@@ -122,9 +123,9 @@ def _store_arrays(path) -> dict[str, np.ndarray]:
     out = {}
     for stream, counts in committed["streams"].items():
         for name in ("frames", "valid"):
-            out[f"{stream}/{name}"] = group[stream][name][:counts["frames"]]
+            out[f"{stream}/{name}"] = group[stream][name][: counts["frames"]]
         for name in ("keys", "datasets", "offsets", "lengths", "valid_counts", "pooled"):
-            out[f"{stream}/{name}"] = group[stream][name][:counts["clips"]]
+            out[f"{stream}/{name}"] = group[stream][name][: counts["clips"]]
     return out
 
 
@@ -137,9 +138,22 @@ def _assert_same_store(a, b) -> None:
 
 def test_killed_extraction_resumes_to_the_same_store(fixture_data, tmp_path):
     samples = _many_clips(fixture_data, tmp_path / "data", copies=3)
-    command = [sys.executable, "-m", "hba_tools.descriptors", "extract", "--samples", str(samples),
-               "--root", str(tmp_path / "data"), "--store", str(tmp_path / "killed.zarr"), "--commit-seconds", "0",
-               "--streams", "face,audio"]
+    command = [
+        sys.executable,
+        "-m",
+        "hba_tools.descriptors",
+        "extract",
+        "--samples",
+        str(samples),
+        "--root",
+        str(tmp_path / "data"),
+        "--store",
+        str(tmp_path / "killed.zarr"),
+        "--commit-seconds",
+        "0",
+        "--streams",
+        "face,audio",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     committed = 0
@@ -170,8 +184,7 @@ def test_shards_partition_the_media_and_merge_to_the_whole(atlas_store, fixture_
     assert sorted(k for i in range(3) for k in keys if in_shard(k, (i, 3))) == sorted(keys)
     shards = [tmp_path / f"s{i}.zarr" for i in range(2)]
     for i, shard in enumerate(shards):
-        run_extract(fixture_data.atlas, fixture_data.data, shard, ("audio",), shard=(i, 2),
-                    workers=2 if i == 0 else 1)
+        run_extract(fixture_data.atlas, fixture_data.data, shard, ("audio",), shard=(i, 2), workers=2 if i == 0 else 1)
     assert all(open_store(s).counts("audio")[0] > 0 for s in shards)
     merge_stores(tmp_path / "merged.zarr", shards)
     merged, whole = open_store(tmp_path / "merged.zarr"), open_store(atlas_store[0])
@@ -183,8 +196,17 @@ def test_shards_partition_the_media_and_merge_to_the_whole(atlas_store, fixture_
 def test_cli_extract_stats_show_pool(fixture_data, tmp_path):
     runner = CliRunner()
     store = str(tmp_path / "a.zarr")
-    args = ["extract", "--samples", str(fixture_data.atlas), "--root", str(fixture_data.data), "--store", store,
-            "--streams", "audio"]
+    args = [
+        "extract",
+        "--samples",
+        str(fixture_data.atlas),
+        "--root",
+        str(fixture_data.data),
+        "--store",
+        store,
+        "--streams",
+        "audio",
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert result.stdout == store + "\n" and "8 media: 8 extracted, 0 already in the store, 0 errors" in result.stderr

@@ -22,8 +22,9 @@ def clip(key: str, seed: int, *, t: int = 5, nan_rows: tuple[int, ...] = ()) -> 
     face = rng.normal(size=(t, 2)).astype(np.float32)
     face[list(nan_rows)] = np.nan
     audio = rng.normal(size=(t * 3, 3)).astype(np.float32)
-    return ClipResult(key, "cremad", {"face": (face, ~np.isnan(face).any(axis=1)),
-                                      "audio": (audio, np.ones(len(audio), bool))})
+    return ClipResult(
+        key, "cremad", {"face": (face, ~np.isnan(face).any(axis=1)), "audio": (audio, np.ones(len(audio), bool))}
+    )
 
 
 def test_pool_frames_is_mean_and_population_std_of_valid_rows():
@@ -68,8 +69,10 @@ def test_store_attributes_are_self_describing_and_valid(tmp_path):
     attrs = dict(zarr.open_group(str(tmp_path / "d.zarr"), mode="r").attrs)
     assert schemas.errors(attrs, "descriptor-store") == []
     assert attrs["libraries"]["zarr"] == zarr.__version__
-    assert attrs["committed"] == {"streams": {"audio": {"clips": 1, "frames": 15}, "face": {"clips": 1, "frames": 5}},
-                                  "errors": 0}
+    assert attrs["committed"] == {
+        "streams": {"audio": {"clips": 1, "frames": 15}, "face": {"clips": 1, "frames": 5}},
+        "errors": 0,
+    }
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -151,10 +154,19 @@ def test_import_pt_loads_tensors_with_weights_only(tmp_path, capsys):
         pickle.dump(Exploit(), fh)
     (root / "feats/torn.pt").write_bytes(b"PK\x03\x04 not a zip")
     torch.save(torch.randn(3, 5), root / "feats/narrow.pt")
-    samples = [{"dataset": "cremad", "problem": "<video>\nQ", "answer": "x",
-                "ext_video_feats": [k], "ext_audio_feats": []} for k in
-               ["feats/v0.pt", "feats/v1.pt", "feats/v0.pt", "feats/evil.pt", "feats/v2.pt", "feats/torn.pt",
-                "feats/narrow.pt", "../outside.pt"]]
+    samples = [
+        {"dataset": "cremad", "problem": "<video>\nQ", "answer": "x", "ext_video_feats": [k], "ext_audio_feats": []}
+        for k in [
+            "feats/v0.pt",
+            "feats/v1.pt",
+            "feats/v0.pt",
+            "feats/evil.pt",
+            "feats/v2.pt",
+            "feats/torn.pt",
+            "feats/narrow.pt",
+            "../outside.pt",
+        ]
+    ]
     samples.append({"dataset": "cremad", "problem": "<audio>\nQ", "answer": "x", "ext_audio_feats": ["feats/a0.pt"]})
     write_jsonl(tmp_path / "s.jsonl", samples)
     summary = import_pt(tmp_path / "s.jsonl", root, tmp_path / "r.zarr", batch=2)

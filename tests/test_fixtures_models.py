@@ -59,6 +59,11 @@ def test_tiny_whisper_loads_with_load_model(fixtures):
     from hba_core.media import decode_audio
 
     model = whisper.load_model(str(fixtures.whisper), device="cpu")
-    result = model.transcribe(decode_audio(fixtures.data / "audio/clip0.wav"), fp16=False, language="en",
-                              condition_on_previous_text=False, temperature=0.0)
+    result = model.transcribe(
+        decode_audio(fixtures.data / "audio/clip0.wav"),
+        fp16=False,
+        language="en",
+        condition_on_previous_text=False,
+        temperature=0.0,
+    )
     assert isinstance(result["text"], str) and result["language"] == "en"

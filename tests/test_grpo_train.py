@@ -33,9 +33,21 @@ def text_task(fixtures, tmp_path_factory) -> Path:
 
 
 def text_config(fixtures, train_path: Path, out: Path, **overrides) -> GrpoConfig:
-    options = dict(init=str(fixtures.omni), train=str(train_path), out=str(out), prompts_per_step=4,
-                   mini_batch=4, micro_batch=16, rollout_batch=4, group_size=4, max_new_tokens=8, lr=3e-2,
-                   epochs=100, save_every=100, val_every=100)
+    options = dict(
+        init=str(fixtures.omni),
+        train=str(train_path),
+        out=str(out),
+        prompts_per_step=4,
+        mini_batch=4,
+        micro_batch=16,
+        rollout_batch=4,
+        group_size=4,
+        max_new_tokens=8,
+        lr=3e-2,
+        epochs=100,
+        save_every=100,
+        val_every=100,
+    )
     options.update(overrides)
     return GrpoConfig(**options)
 
@@ -74,8 +86,9 @@ def test_resume_continues_exactly(fixtures, text_task, tmp_path):
 
 
 def test_final_model_loads_and_generates(fixtures, text_task, tmp_path):
-    final = train(text_config(fixtures, text_task, tmp_path / "run", max_steps=1), reward_fn=vowel_reward,
-                  log=lambda m: None)
+    final = train(
+        text_config(fixtures, text_task, tmp_path / "run", max_steps=1), reward_fn=vowel_reward, log=lambda m: None
+    )
     from hba_core.model.backbone import load_processor, load_thinker
 
     thinker, processor = load_thinker(str(final)), load_processor(str(final))
@@ -92,8 +105,19 @@ def test_final_model_loads_and_generates(fixtures, text_task, tmp_path):
 
 
 def test_lora_with_kl_and_rloo(fixtures, text_task, tmp_path):
-    config = text_config(fixtures, text_task, tmp_path / "run", max_steps=1, lora=True, lora_r=4, lora_alpha=8,
-                         beta=0.1, estimator="rloo", mini_batch=2, ppo_epochs=2)
+    config = text_config(
+        fixtures,
+        text_task,
+        tmp_path / "run",
+        max_steps=1,
+        lora=True,
+        lora_r=4,
+        lora_alpha=8,
+        beta=0.1,
+        estimator="rloo",
+        mini_batch=2,
+        ppo_epochs=2,
+    )
     train(config, reward_fn=vowel_reward, log=lambda m: None)
     (row,) = read_metrics(tmp_path / "run")
     assert row["kl"] > 0  # 4 updates: after the first, the adapter has moved away from the base (the reference)
@@ -112,16 +136,49 @@ def test_cli_multimodal_run_with_the_paper_reward(fixtures, tmp_path):
     write_jsonl(fixtures.data / "grpo-train.jsonl", pick)
     write_jsonl(fixtures.data / "grpo-val.jsonl", [pick[0], pick[-1]])
     out = tmp_path / "rl"
-    args = ["--init", str(fixtures.omni), "--train", str(fixtures.data / "grpo-train.jsonl"),
-            "--val", str(fixtures.data / "grpo-val.jsonl"), "--out", str(out), "--prompts-per-step", "4",
-            "--mini-batch", "4", "--group-size", "2", "--max-new-tokens", "6", "--max-steps", "1",
-            "--val-every", "1", "--lr", "1e-3", "--micro-batch", "4"]
+    args = [
+        "--init",
+        str(fixtures.omni),
+        "--train",
+        str(fixtures.data / "grpo-train.jsonl"),
+        "--val",
+        str(fixtures.data / "grpo-val.jsonl"),
+        "--out",
+        str(out),
+        "--prompts-per-step",
+        "4",
+        "--mini-batch",
+        "4",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--max-steps",
+        "1",
+        "--val-every",
+        "1",
+        "--lr",
+        "1e-3",
+        "--micro-batch",
+        "4",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(str(out / "final"))
     (line,) = read_metrics(out)
-    for key in ("reward", "reward_accuracy", "reward_format", "reward_similarity", "format_rate", "response_length",
-                "clip_fraction", "rollout_tokens_per_s", "train_tokens_per_s", "val_reward", "val_scores"):
+    for key in (
+        "reward",
+        "reward_accuracy",
+        "reward_format",
+        "reward_similarity",
+        "format_rate",
+        "response_length",
+        "clip_fraction",
+        "rollout_tokens_per_s",
+        "train_tokens_per_s",
+        "val_reward",
+        "val_scores",
+    ):
         assert key in line, key
     assert line["responses"] == 8 and set(line["val_scores"]) == {"cremad", "mmsd"}
     assert 0.0 <= line["reward"] <= 1.7
@@ -132,9 +189,27 @@ def test_cli_multimodal_run_with_the_paper_reward(fixtures, tmp_path):
 
     preds = tmp_path / "preds.jsonl"
     val = str(fixtures.data / "grpo-val.jsonl")
-    result = CliRunner().invoke(predict, ["--model", str(out / "final"), "--samples", val, "--data-root",
-                                          str(fixtures.data), "--out", str(preds), "--mode", "generate",
-                                          "--template", "think", "--max-new-tokens", "6", "--workers", "0"])
+    result = CliRunner().invoke(
+        predict,
+        [
+            "--model",
+            str(out / "final"),
+            "--samples",
+            val,
+            "--data-root",
+            str(fixtures.data),
+            "--out",
+            str(preds),
+            "--mode",
+            "generate",
+            "--template",
+            "think",
+            "--max-new-tokens",
+            "6",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(preds.read_text().splitlines()) == 2
     result = CliRunner().invoke(score, ["--truth", str(fixtures.data / "grpo-val.jsonl"), "--pred", str(preds)])
@@ -184,8 +259,23 @@ def test_two_process_deepspeed_zero2_on_cpu(fixtures, text_task, tmp_path):
     script.write_text(DEEPSPEED_SCRIPT)
     out = tmp_path / "ds"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(["deepspeed", "--num_gpus", "2", "--master_port", "29517", str(script), str(fixtures.omni),
-                           str(text_task), str(out)], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            "deepspeed",
+            "--num_gpus",
+            "2",
+            "--master_port",
+            "29517",
+            str(script),
+            str(fixtures.omni),
+            str(text_task),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == [1, 2]
@@ -208,9 +298,31 @@ def test_killed_cli_run_resumes_without_duplicates(fixtures, text_task, tmp_path
     import time
 
     out = tmp_path / "rl"
-    args = [sys.executable, "-m", "hba_tools.grpo", "--init", str(fixtures.omni), "--train", str(text_task), "--out",
-            str(out), "--prompts-per-step", "2", "--mini-batch", "1", "--group-size", "2", "--max-new-tokens", "4",
-            "--max-steps", "6", "--save-every", "1", "--lr", "1e-3"]
+    args = [
+        sys.executable,
+        "-m",
+        "hba_tools.grpo",
+        "--init",
+        str(fixtures.omni),
+        "--train",
+        str(text_task),
+        "--out",
+        str(out),
+        "--prompts-per-step",
+        "2",
+        "--mini-batch",
+        "1",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "1",
+        "--lr",
+        "1e-3",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "checkpoints" / "step-000002").exists():

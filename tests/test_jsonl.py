@@ -28,7 +28,9 @@ def test_malformed_line_names_file_and_line(tmp_path):
     good = [(line, row["id"]) for line, row in iter_jsonl(path, errors)]
     assert good == [(1, "a"), (5, "b")]  # nothing else lost
     assert [(e.line, e.message.split(" (")[0]) for e in errors] == [
-        (3, "not valid JSON"), (4, "expected a JSON object, got list")]
+        (3, "not valid JSON"),
+        (4, "expected a JSON object, got list"),
+    ]
 
 
 def test_missing_file_is_a_user_error(tmp_path):

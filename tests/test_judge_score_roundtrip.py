@@ -17,24 +17,55 @@ def test_two_models_judged_then_scored(tmp_path, fixture_data):
     write_jsonl(tmp_path / "test.jsonl", test)
     # model_a answers everything right; model_b gets every free-text answer wrong and half the labels
     write_jsonl(tmp_path / "model_a.jsonl", [{"id": s["id"], "prediction": s["answer"]} for s in test])
-    write_jsonl(tmp_path / "model_b.jsonl", [
-        {"id": s["id"], "prediction": "no idea" if s["class_label"] is None or i % 2 else s["answer"]}
-        for i, s in enumerate(test)])
+    write_jsonl(
+        tmp_path / "model_b.jsonl",
+        [
+            {"id": s["id"], "prediction": "no idea" if s["class_label"] is None or i % 2 else s["answer"]}
+            for i, s in enumerate(test)
+        ],
+    )
     judged = []
     with FakeOpenAI() as server:
         for name in ("model_a", "model_b"):
             out = tmp_path / f"judged_{name}.jsonl"
-            result = CliRunner().invoke(judge_main, [
-                "--truth", str(tmp_path / "test.jsonl"), "--pred", str(tmp_path / f"{name}.jsonl"), "--out", str(out),
-                "--base-url", server.base_url, "--model", "m", "--no-cache", "-q"], env={"OPENAI_API_KEY": "k"})
+            result = CliRunner().invoke(
+                judge_main,
+                [
+                    "--truth",
+                    str(tmp_path / "test.jsonl"),
+                    "--pred",
+                    str(tmp_path / f"{name}.jsonl"),
+                    "--out",
+                    str(out),
+                    "--base-url",
+                    server.base_url,
+                    "--model",
+                    "m",
+                    "--no-cache",
+                    "-q",
+                ],
+                env={"OPENAI_API_KEY": "k"},
+            )
             assert result.exit_code == 0, result.output
             rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
             assert {r["model"] for r in rows} == {name} and len(rows) == 3 * 4  # siq2, intentqa, mimeqa x 4
             judged.extend(rows)
     write_jsonl(tmp_path / "judged.jsonl", judged)
-    result = CliRunner().invoke(score_main, [
-        "--truth", str(tmp_path / "test.jsonl"), "--pred", str(tmp_path / "model_a.jsonl"),
-        "--pred", str(tmp_path / "model_b.jsonl"), "--judgments", str(tmp_path / "judged.jsonl"), "--format", "md"])
+    result = CliRunner().invoke(
+        score_main,
+        [
+            "--truth",
+            str(tmp_path / "test.jsonl"),
+            "--pred",
+            str(tmp_path / "model_a.jsonl"),
+            "--pred",
+            str(tmp_path / "model_b.jsonl"),
+            "--judgments",
+            str(tmp_path / "judged.jsonl"),
+            "--format",
+            "md",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = result.stdout
     assert "model_a" in table and "model_b" in table and "SOC" in table and "NVC" in table

@@ -24,8 +24,14 @@ def _files(tmp_path, n=12, *, answers=None, extra_rows=()):
     """n free-text samples (cycling datasets) whose predictions are right for odd i, wrong for even i."""
     rows, preds = [], []
     for i in range(n):
-        rows.append({"id": f"s{i}", "dataset": FREE[i % 3], "problem": f"<video>\nWhy {i}? Answer briefly.",
-                     "answer": f"Reason {i}."})
+        rows.append(
+            {
+                "id": f"s{i}",
+                "dataset": FREE[i % 3],
+                "problem": f"<video>\nWhy {i}? Answer briefly.",
+                "answer": f"Reason {i}.",
+            }
+        )
         preds.append({"id": f"s{i}", "prediction": (answers or {}).get(i, f"reason {i}" if i % 2 else f"wrong {i}")})
     rows.extend(extra_rows)
     write_jsonl(tmp_path / "truth.jsonl", rows)
@@ -35,10 +41,16 @@ def _files(tmp_path, n=12, *, answers=None, extra_rows=()):
 
 def _run(tmp_path, server, *, cache=True, variant="paper", out="out.jsonl", **settings):
     options = {"concurrency": 4, "timeout_s": 2.0, "retries": 3, "backoff_s": 0.02, "backoff_max_s": 0.1} | settings
-    summary = judge(tmp_path / "truth.jsonl", tmp_path / "pred.jsonl", tmp_path / out,
-                    settings=ClientSettings(base_url=server.base_url, model="judge-m", **options), api_key=KEY,
-                    variant=prompts.variant(variant), cache_path=tmp_path / "cache.sqlite" if cache else None,
-                    show_progress=False)
+    summary = judge(
+        tmp_path / "truth.jsonl",
+        tmp_path / "pred.jsonl",
+        tmp_path / out,
+        settings=ClientSettings(base_url=server.base_url, model="judge-m", **options),
+        api_key=KEY,
+        variant=prompts.variant(variant),
+        cache_path=tmp_path / "cache.sqlite" if cache else None,
+        show_progress=False,
+    )
     rows = [orjson.loads(line) for line in (tmp_path / out).read_bytes().splitlines()]
     return summary, rows
 
@@ -62,8 +74,9 @@ def test_each_request_is_fresh_and_shows_only_question_candidate_reference(tmp_p
     paper = prompts.variant("paper")
     by_user = {body["messages"][1]["content"]: body for body in server.requests}
     for i, ds in enumerate(FREE):
-        system, user = paper.render(ds, question=f"Why {i}?", candidate=f"reason {i}" if i % 2 else f"wrong {i}",
-                                    reference=f"Reason {i}.")
+        system, user = paper.render(
+            ds, question=f"Why {i}?", candidate=f"reason {i}" if i % 2 else f"wrong {i}", reference=f"Reason {i}."
+        )
         body = by_user[user]
         assert body["messages"] == [{"role": "system", "content": system}, {"role": "user", "content": user}]
         assert body["response_format"]["type"] == "json_schema"
@@ -72,12 +85,30 @@ def test_each_request_is_fresh_and_shows_only_question_candidate_reference(tmp_p
 
 
 def test_fault_mix_nothing_lost_nothing_guessed(tmp_path):
-    answers = {0: "wrong 0 429", 2: "wrong 2 500", 4: "wrong 4 drop", 6: "wrong 6 hang", 8: "wrong 8 prose",
-               10: "wrong 10 fields", 12: "wrong 12 string", 14: "wrong 14 fenced", 16: "wrong 16 dead",
-               18: "wrong 18 body"}
-    script = {"429": ["429", "429"], "500": ["500", "503"], "drop": ["drop"], "hang": ["hang"], "prose": ["prose"],
-              "fields": ["wrong_fields"], "string": ["string_bool"], "fenced": ["fenced"], "dead": ["500"] * 10,
-              "body": ["bad_body"]}
+    answers = {
+        0: "wrong 0 429",
+        2: "wrong 2 500",
+        4: "wrong 4 drop",
+        6: "wrong 6 hang",
+        8: "wrong 8 prose",
+        10: "wrong 10 fields",
+        12: "wrong 12 string",
+        14: "wrong 14 fenced",
+        16: "wrong 16 dead",
+        18: "wrong 18 body",
+    }
+    script = {
+        "429": ["429", "429"],
+        "500": ["500", "503"],
+        "drop": ["drop"],
+        "hang": ["hang"],
+        "prose": ["prose"],
+        "fields": ["wrong_fields"],
+        "string": ["string_bool"],
+        "fenced": ["fenced"],
+        "dead": ["500"] * 10,
+        "body": ["bad_body"],
+    }
     _files(tmp_path, 20, answers=answers)
     with FakeOpenAI(script=script, hang_s=1.5) as server:
         summary, rows = _run(tmp_path, server, timeout_s=0.5, retries=3)
@@ -161,7 +192,8 @@ def test_rerun_is_served_from_cache_and_errors_are_retried(tmp_path):
     assert second.cached == 5 and [r["cached"] for r in rows2] == [True, True, False, True, True, True]
     strip = [{k: v for k, v in r.items() if k != "cached"} for r in rows3]
     assert [s for i, s in enumerate(strip) if i != 2] == [
-        {k: v for k, v in r.items() if k != "cached"} for i, r in enumerate(rows1) if i != 2]
+        {k: v for k, v in r.items() if k != "cached"} for i, r in enumerate(rows1) if i != 2
+    ]
 
 
 def test_no_cache_asks_again(tmp_path):
@@ -182,8 +214,10 @@ def test_the_prompt_variant_is_part_of_the_cache_key(tmp_path):
 
 
 def test_identical_answers_are_asked_once(tmp_path):
-    rows = [{"id": f"d{i}", "dataset": "mimeqa", "problem": "<video>\nWhat is held?", "answer": "An umbrella."}
-            for i in range(5)]
+    rows = [
+        {"id": f"d{i}", "dataset": "mimeqa", "problem": "<video>\nWhat is held?", "answer": "An umbrella."}
+        for i in range(5)
+    ]
     write_jsonl(tmp_path / "truth.jsonl", rows)
     write_jsonl(tmp_path / "pred.jsonl", [{"id": f"d{i}", "prediction": "an umbrella"} for i in range(5)])
     with FakeOpenAI() as server:
@@ -192,10 +226,12 @@ def test_identical_answers_are_asked_once(tmp_path):
 
 
 def test_skipped_samples_and_other_datasets(tmp_path):
-    extra = [{"id": "cls", "dataset": "cremad", "problem": "<audio>\nEmotion?", "answer": "sad"},
-             {"id": "nopred", "dataset": "siq2", "problem": "Why?", "answer": "Because."},
-             {"id": "thinkonly", "dataset": "siq2", "problem": "Why?", "answer": "Because."},
-             {"id": "noref", "dataset": "siq2", "problem": "Why?", "answer": ""}]
+    extra = [
+        {"id": "cls", "dataset": "cremad", "problem": "<audio>\nEmotion?", "answer": "sad"},
+        {"id": "nopred", "dataset": "siq2", "problem": "Why?", "answer": "Because."},
+        {"id": "thinkonly", "dataset": "siq2", "problem": "Why?", "answer": "Because."},
+        {"id": "noref", "dataset": "siq2", "problem": "Why?", "answer": ""},
+    ]
     _files(tmp_path, 2, extra_rows=extra)
     with (tmp_path / "pred.jsonl").open("ab") as fh:
         fh.write(b'{"id": "thinkonly", "prediction": "<think>no idea"}\n{"id": "noref", "prediction": "x"}\n')
@@ -214,26 +250,52 @@ def test_skipped_samples_and_other_datasets(tmp_path):
 def test_datasets_option_and_unknown_names(tmp_path):
     _files(tmp_path, 6)
     with FakeOpenAI() as server:
-        judge(tmp_path / "truth.jsonl", tmp_path / "pred.jsonl", tmp_path / "o.jsonl",
-              settings=ClientSettings(base_url=server.base_url, model="m"), api_key=KEY,
-              variant=prompts.variant("paper"), cache_path=None, datasets=["mimeqa"], show_progress=False)
+        judge(
+            tmp_path / "truth.jsonl",
+            tmp_path / "pred.jsonl",
+            tmp_path / "o.jsonl",
+            settings=ClientSettings(base_url=server.base_url, model="m"),
+            api_key=KEY,
+            variant=prompts.variant("paper"),
+            cache_path=None,
+            datasets=["mimeqa"],
+            show_progress=False,
+        )
         assert len(server.requests) == 2
         with pytest.raises(UnknownNameError, match="Did you mean 'mimeqa'"):
-            judge(tmp_path / "truth.jsonl", tmp_path / "pred.jsonl", tmp_path / "o.jsonl",
-                  settings=ClientSettings(base_url=server.base_url, model="m"), api_key=KEY,
-                  variant=prompts.variant("paper"), cache_path=None, datasets=["mimeq"], show_progress=False)
+            judge(
+                tmp_path / "truth.jsonl",
+                tmp_path / "pred.jsonl",
+                tmp_path / "o.jsonl",
+                settings=ClientSettings(base_url=server.base_url, model="m"),
+                api_key=KEY,
+                variant=prompts.variant("paper"),
+                cache_path=None,
+                datasets=["mimeq"],
+                show_progress=False,
+            )
         with pytest.raises(UnknownNameError, match="dataset in prompt variant 'paper'"):  # no cremad judge prompt
-            judge(tmp_path / "truth.jsonl", tmp_path / "pred.jsonl", tmp_path / "o.jsonl",
-                  settings=ClientSettings(base_url=server.base_url, model="m"), api_key=KEY,
-                  variant=prompts.variant("paper"), cache_path=None, datasets=["cremad"], show_progress=False)
+            judge(
+                tmp_path / "truth.jsonl",
+                tmp_path / "pred.jsonl",
+                tmp_path / "o.jsonl",
+                settings=ClientSettings(base_url=server.base_url, model="m"),
+                api_key=KEY,
+                variant=prompts.variant("paper"),
+                cache_path=None,
+                datasets=["cremad"],
+                show_progress=False,
+            )
 
 
 def test_rater_mode(tmp_path):
     _files(tmp_path, 4)
     with FakeOpenAI() as server:
         summary, rows = _run(tmp_path, server, variant="rater")
-    assert all(r["status"] == "ok" and r["correct"] is None and set(r["ratings"]) == {"fluency", "coherence",
-                                                                                          "relevance"} for r in rows)
+    assert all(
+        r["status"] == "ok" and r["correct"] is None and set(r["ratings"]) == {"fluency", "coherence", "relevance"}
+        for r in rows
+    )
     n = len("wrong 0")
     assert rows[0]["ratings"] == {"fluency": n % 5 + 1, "coherence": (n + 1) % 5 + 1, "relevance": (n + 2) % 5 + 1}
     assert set(summary.ratings) == {"fluency", "coherence", "relevance"}
@@ -263,8 +325,10 @@ def test_fixture_atlas_free_text_samples(tmp_path, fixture_data):
     samples = [s for _, s in iter_samples(fixture_data.atlas) if s["split"] == "test"]
     free = [s for s in samples if s["dataset"] in FREE]
     write_jsonl(tmp_path / "truth.jsonl", samples)
-    write_jsonl(tmp_path / "pred.jsonl", [{"id": s["id"], "prediction": f"<think>hm</think>\\boxed{{{s['answer']}}}"}
-                                          for s in samples])
+    write_jsonl(
+        tmp_path / "pred.jsonl",
+        [{"id": s["id"], "prediction": f"<think>hm</think>\\boxed{{{s['answer']}}}"} for s in samples],
+    )
     with FakeOpenAI() as server:
         summary, rows = _run(tmp_path, server)
     assert [r["id"] for r in rows] == [s["id"] for s in free]
@@ -305,8 +369,10 @@ def test_progress_line_counts_statuses():
 
 @pytest.mark.slow
 def test_a_fully_cached_rerun_of_10000_judgments_is_fast(tmp_path):
-    rows = [{"id": f"s{i}", "dataset": FREE[i % 3], "problem": f"<video>\nWhy {i}?", "answer": f"Reason {i}."}
-            for i in range(10_000)]
+    rows = [
+        {"id": f"s{i}", "dataset": FREE[i % 3], "problem": f"<video>\nWhy {i}?", "answer": f"Reason {i}."}
+        for i in range(10_000)
+    ]
     write_jsonl(tmp_path / "truth.jsonl", rows)
     write_jsonl(tmp_path / "pred.jsonl", [{"id": f"s{i}", "prediction": f"reason {i}"} for i in range(10_000)])
     with FakeOpenAI() as server:

@@ -24,6 +24,7 @@ PAPER = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "human-behavi
 
 # --- prompts -------------------------------------------------------------------------------------------
 
+
 def _paper_lines() -> set[str]:
     if not PAPER.exists():
         pytest.skip("the paper is not in ../shared/seeds")
@@ -54,13 +55,17 @@ def test_paper_and_paraphrased_cover_the_three_free_text_datasets():
 
 def test_render_fills_question_candidate_reference_once():
     system, user = prompts.variant("paper").render(
-        "intentqa", question="Why did he wave?", candidate="[reference answer] is a trick", reference="To greet.")
+        "intentqa", question="Why did he wave?", candidate="[reference answer] is a trick", reference="To greet."
+    )
     assert system.startswith("Carefully consider the question and answers about the intent")
-    assert user == ("Question: Why did he wave?\n\nCandidate Answer: [reference answer] is a trick\n\n"
-                    "Reference Answer: To greet.\n\n"
-                    "Please evaluate whether the candidate answer is correct according to the grading instructions.")
-    _, with_json = prompts.variant("paper").render("intentqa", question="q", candidate="c", reference="r",
-                                                   json_instruction=True)
+    assert user == (
+        "Question: Why did he wave?\n\nCandidate Answer: [reference answer] is a trick\n\n"
+        "Reference Answer: To greet.\n\n"
+        "Please evaluate whether the candidate answer is correct according to the grading instructions."
+    )
+    _, with_json = prompts.variant("paper").render(
+        "intentqa", question="q", candidate="c", reference="r", json_instruction=True
+    )
     assert with_json.endswith('"correct": true or false}')
 
 
@@ -86,14 +91,17 @@ def test_user_template_file(tmp_path):
     assert prompts.variant(str(f)).fingerprint != v.fingerprint  # an edited prompt is a new cache key
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('user = "no placeholders"\n[system]\ndefault = "x"\n', "no question placeholder"),
-    ('user = "{question} {candidate}"\n[system]\ndefault = "x"\n', "no reference placeholder '{reference}'"),
-    ('user = "{question} {candidate}"\n', "needs a \\[system\\] table"),
-    ('user = "{question} {candidate} {reference}"\n[system]\nsiqq = "x"\n', "unknown dataset in .*'siq2'"),
-    ('user = "{question} {candidate}"\nmode = "vote"\n[system]\ndefault = "x"\n', "mode must be one of"),
-    ("user = [", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('user = "no placeholders"\n[system]\ndefault = "x"\n', "no question placeholder"),
+        ('user = "{question} {candidate}"\n[system]\ndefault = "x"\n', "no reference placeholder '{reference}'"),
+        ('user = "{question} {candidate}"\n', "needs a \\[system\\] table"),
+        ('user = "{question} {candidate} {reference}"\n[system]\nsiqq = "x"\n', "unknown dataset in .*'siq2'"),
+        ('user = "{question} {candidate}"\nmode = "vote"\n[system]\ndefault = "x"\n', "mode must be one of"),
+        ("user = [", "not valid TOML"),
+    ],
+)
 def test_bad_template_files_name_the_file_and_the_fix(tmp_path, body, message):
     f = tmp_path / "mine.toml"
     f.write_text(body)
@@ -103,18 +111,25 @@ def test_bad_template_files_name_the_file_and_the_fix(tmp_path, body, message):
 
 # --- questions and candidates --------------------------------------------------------------------------
 
+
 def test_question_from_metadata_first():
     row = {"problem": "<video>\nSomething else? Answer.", "metadata": {"question": " Why does she smile? "}}
     assert dataset_question(row) == "Why does she smile?"
 
 
-@pytest.mark.parametrize(("problem", "question"), [
-    ("<video>\n<audio>\nWhy did the man wave his hand? Answer in one sentence.", "Why did the man wave his hand?"),
-    ("<video>\n<audio>\nHi there. How are you?\nThe above is a video and audio recording from a conversation, "
-     "along with the transcript. Why is the woman laughing? Please answer briefly.", "Why is the woman laughing?"),
-    ("<video>What is the mime holding?", "What is the mime holding?"),
-    ("<video>\n<audio>", ""),
-])
+@pytest.mark.parametrize(
+    ("problem", "question"),
+    [
+        ("<video>\n<audio>\nWhy did the man wave his hand? Answer in one sentence.", "Why did the man wave his hand?"),
+        (
+            "<video>\n<audio>\nHi there. How are you?\nThe above is a video and audio recording from a conversation, "
+            "along with the transcript. Why is the woman laughing? Please answer briefly.",
+            "Why is the woman laughing?",
+        ),
+        ("<video>What is the mime holding?", "What is the mime holding?"),
+        ("<video>\n<audio>", ""),
+    ],
+)
 def test_question_recovered_from_problem(problem, question):
     assert dataset_question({"problem": problem}) == question
 
@@ -129,43 +144,53 @@ def test_question_of_a_fixture_sample_matches_its_metadata(fixture_data):
         assert dataset_question(without) == sample["metadata"]["question"]
 
 
-@pytest.mark.parametrize(("prediction", "expected", "keep"), [
-    ("<think>It could be anger.</think>He wants to greet a friend.", "He wants to greet a friend.", False),
-    ("reasoning... \\boxed{\\text{to greet}}", "to greet", False),
-    ("<think>x</think>So \\boxed{He waves hello.}", "He waves hello.", False),
-    ("<think>only reasoning", "", False),
-    (None, "", False),
-    ("<think>why</think>Hello.", "<think>why</think>Hello.", True),
-])
+@pytest.mark.parametrize(
+    ("prediction", "expected", "keep"),
+    [
+        ("<think>It could be anger.</think>He wants to greet a friend.", "He wants to greet a friend.", False),
+        ("reasoning... \\boxed{\\text{to greet}}", "to greet", False),
+        ("<think>x</think>So \\boxed{He waves hello.}", "He waves hello.", False),
+        ("<think>only reasoning", "", False),
+        (None, "", False),
+        ("<think>why</think>Hello.", "<think>why</think>Hello.", True),
+    ],
+)
 def test_candidate_answer(prediction, expected, keep):
     assert candidate_answer(prediction, keep_think=keep) == expected
 
 
 # --- strict reply parsing ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("reply", [
-    '{"explanation": "same", "correct": true}',
-    '  {"correct": true}\n',
-    '```json\n{"explanation": "same", "correct": true}\n```',
-    '<think>hmm</think>{"explanation": "same", "correct": true}',
-])
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"explanation": "same", "correct": true}',
+        '  {"correct": true}\n',
+        '```json\n{"explanation": "same", "correct": true}\n```',
+        '<think>hmm</think>{"explanation": "same", "correct": true}',
+    ],
+)
 def test_verdicts_that_parse(reply):
     verdict = parse_verdict(reply)
     assert (verdict.status, verdict.correct) == ("ok", True)
 
 
-@pytest.mark.parametrize(("reply", "why"), [
-    ("The candidate is correct, this is true.", "not JSON"),
-    ("true", "JSON bool, not an object"),
-    ('{"verdict": "true"}', "'correct' must be a JSON boolean, got missing"),
-    ('{"correct": "true"}', "got str 'true'"),
-    ('{"correct": 1}', "got int 1"),
-    ('{"correct": true, "explanation": 3}', "'explanation' must be a string"),
-    ('Sure! {"correct": true}', "not JSON"),
-    ('```json\n{"correct": true}\n``` and also true', "not JSON"),
-    ("", "empty"),
-    (None, "empty"),
-])
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("The candidate is correct, this is true.", "not JSON"),
+        ("true", "JSON bool, not an object"),
+        ('{"verdict": "true"}', "'correct' must be a JSON boolean, got missing"),
+        ('{"correct": "true"}', "got str 'true'"),
+        ('{"correct": 1}', "got int 1"),
+        ('{"correct": true, "explanation": 3}', "'explanation' must be a string"),
+        ('Sure! {"correct": true}', "not JSON"),
+        ('```json\n{"correct": true}\n``` and also true', "not JSON"),
+        ("", "empty"),
+        (None, "empty"),
+    ],
+)
 def test_replies_that_never_count_as_correct(reply, why):
     verdict = parse_verdict(reply)
     assert verdict.status == "unparseable" and verdict.correct is None
@@ -174,13 +199,22 @@ def test_replies_that_never_count_as_correct(reply, why):
 
 def test_ratings():
     assert parse_ratings('{"fluency": 4, "coherence": 3, "relevance": 5}').ratings == {
-        "fluency": 4, "coherence": 3, "relevance": 5}
-    for bad in ('{"fluency": 6, "coherence": 3, "relevance": 5}', '{"fluency": true, "coherence": 3, "relevance": 5}',
-                '{"fluency": "4", "coherence": 3, "relevance": 5}', '{"fluency": 4}', "4/5"):
+        "fluency": 4,
+        "coherence": 3,
+        "relevance": 5,
+    }
+    for bad in (
+        '{"fluency": 6, "coherence": 3, "relevance": 5}',
+        '{"fluency": true, "coherence": 3, "relevance": 5}',
+        '{"fluency": "4", "coherence": 3, "relevance": 5}',
+        '{"fluency": 4}',
+        "4/5",
+    ):
         assert parse_ratings(bad).status == "unparseable"
 
 
 # --- cache -----------------------------------------------------------------------------------------------
+
 
 def test_cache_key_depends_on_every_part():
     parts = ["http://h/v1", "m", "fp", "q", "c", "r"]
@@ -213,6 +247,7 @@ def test_a_file_that_is_not_a_cache_is_a_clear_error(tmp_path):
 
 # --- agreement -----------------------------------------------------------------------------------------
 
+
 def test_kappa_matches_sklearn():
     from sklearn.metrics import cohen_kappa_score
 
@@ -227,10 +262,26 @@ def test_kappa_matches_sklearn():
 
 def test_agreement_matches_ids_and_counts_what_it_leaves_out(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    write_jsonl(a, [{"id": "1", "correct": True}, {"id": "2", "correct": False}, {"id": "3", "correct": None},
-                    {"id": "4", "correct": True}, {"id": "only-a", "correct": True}])
-    write_jsonl(b, [{"id": "4", "correct": True}, {"id": "2", "correct": True}, {"id": "1", "correct": True},
-                    {"id": "3", "correct": True}, {"id": "only-b", "correct": False}])
+    write_jsonl(
+        a,
+        [
+            {"id": "1", "correct": True},
+            {"id": "2", "correct": False},
+            {"id": "3", "correct": None},
+            {"id": "4", "correct": True},
+            {"id": "only-a", "correct": True},
+        ],
+    )
+    write_jsonl(
+        b,
+        [
+            {"id": "4", "correct": True},
+            {"id": "2", "correct": True},
+            {"id": "1", "correct": True},
+            {"id": "3", "correct": True},
+            {"id": "only-b", "correct": False},
+        ],
+    )
     result = agreement(a, b)
     assert result.table == [[0, 1], [0, 2]]
     assert (result.only_a, result.only_b, result.undecided, result.n) == (1, 1, 1, 3)
@@ -246,6 +297,7 @@ def test_agreement_rejects_non_boolean_correct(tmp_path):
 
 
 # --- retry-after, redaction, rate limit --------------------------------------------------------------------
+
 
 def test_retry_after_forms():
     # (real responses carry case-insensitive headers; the 429 test against the server covers that path)
@@ -284,8 +336,7 @@ def test_backoff_grows_with_jitter_and_is_capped():
     from hba_core.judge.client import ClientSettings, JudgeClient
 
     async def delays() -> tuple[list[float], float]:
-        client = JudgeClient(ClientSettings(base_url="http://127.0.0.1:9/v1", backoff_s=0.5, backoff_max_s=4),
-                             "sk-x")
+        client = JudgeClient(ClientSettings(base_url="http://127.0.0.1:9/v1", backoff_s=0.5, backoff_max_s=4), "sk-x")
         try:
             return [client._backoff(a, None) for a in range(8)], client._backoff(0, 2.0)
         finally:

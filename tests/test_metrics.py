@@ -104,8 +104,15 @@ def test_batched_matches_one_by_one():
 
 def test_per_class_table_by_hand():
     rows = per_class_table(cm([0, 0, 1], [0, 1, -1], 2), ["a", "b"])
-    assert rows[0] == {"label": "a", "support": 2, "predicted": 1, "precision": 1.0, "recall": 0.5,
-                       "f1": pytest.approx(2 / 3), "weighted_accuracy": pytest.approx(0.75)}
+    assert rows[0] == {
+        "label": "a",
+        "support": 2,
+        "predicted": 1,
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "weighted_accuracy": pytest.approx(0.75),
+    }
     assert rows[1]["precision"] == 0.0 and rows[1]["recall"] == 0.0 and rows[1]["f1"] == 0.0
 
 
@@ -155,8 +162,8 @@ def test_paired_p_value_by_hand():
 
 # ---------------------------------------------------------------- scikit-learn agreement
 codes = st.integers(min_value=2, max_value=6).flatmap(
-    lambda k: st.tuples(st.just(k), arrays(np.int64, st.integers(1, 60), elements=st.integers(0, k - 1)),
-                        st.data()))
+    lambda k: st.tuples(st.just(k), arrays(np.int64, st.integers(1, 60), elements=st.integers(0, k - 1)), st.data())
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -136,8 +136,14 @@ def test_rope_index_of_interleaved_video_and_audio(tiny, fixtures):
     inputs = batch.inputs
     thinker = model.thinker.get_base_model()
     position_ids, delta = thinker.get_rope_index(
-        inputs["input_ids"], None, inputs["video_grid_thw"], inputs["attention_mask"], True,
-        inputs["feature_attention_mask"].sum(-1), inputs["video_second_per_grid"])
+        inputs["input_ids"],
+        None,
+        inputs["video_grid_thw"],
+        inputs["attention_mask"],
+        True,
+        inputs["feature_attention_mask"].sum(-1),
+        inputs["video_second_per_grid"],
+    )
     ids = inputs["input_ids"][0]
     assert position_ids.shape == (3, 1, ids.numel())
     video = ids == processor.video_token_id
@@ -176,7 +182,7 @@ def test_few_steps_learn_the_cue(fixtures):
     trainable = set_trainable(model, "cls")
     rows = [fixture_sample("mmsd", i, "train", video=None, audio=None) for i in range(32)]
     collate = Collator(processor, MediaSettings(), targets=True)
-    batches = [collate(rows[i:i + 8]) for i in range(0, 32, 8)]
+    batches = [collate(rows[i : i + 8]) for i in range(0, 32, 8)]
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
     model.train()
     history = []
@@ -207,11 +213,25 @@ def test_save_load_gives_identical_logits(tiny, fixtures, tmp_path):
             if "lora_B" in name or name.startswith("heads."):
                 p.add_(torch.randn_like(p) * 0.05)
         model.lm_head().weight.add_(0.01)
-    config = run_config(tool="hba-sft", stage="joint", base_model=str(fixtures.omni), init=None,
-                        label_space=model.label_space, datasets=["mmsd"], options={"lora_r": 32}, seed=0)
+    config = run_config(
+        tool="hba-sft",
+        stage="joint",
+        base_model=str(fixtures.omni),
+        init=None,
+        label_space=model.label_space,
+        datasets=["mmsd"],
+        options={"lora_r": 32},
+        seed=0,
+    )
     save_checkpoint(model, tmp_path / "ckpt", config, processor=processor, lm_head_trained=True)
-    assert {"adapter_config.json", "adapter_model.safetensors", "heads.safetensors", "lm_head.safetensors",
-            "config.json", "README.md"} <= {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "heads.safetensors",
+        "lm_head.safetensors",
+        "config.json",
+        "README.md",
+    } <= {p.name for p in (tmp_path / "ckpt").iterdir()}
     loaded, _ = load_checkpoint(tmp_path / "ckpt")
     batch = _collator(processor, fixtures)(_samples(fixtures, "text_audio")[:2])
     model.eval()

@@ -20,11 +20,24 @@ def test_batched_generation_equals_one_by_one_and_targets_align(fixtures):
     together = generate(thinker, collate(texts), processor.tokenizer, max_new_tokens=6)
     alone = [generate(thinker, collate([s]), processor.tokenizer, max_new_tokens=6)[0] for s in texts]
     assert together == alone
-    qa = [{"id": f"q{i}", "dataset": "intentqa", "split": "train", "modality_signature": "text", "videos": [],
-           "audios": [], "problem": question, "answer": answer}
-          for i, (question, answer) in enumerate([
-              ("Why did he wave?", "To greet a friend."),
-              ("Why did the woman smile at the man so warmly?", "She was pleased.")])]
+    qa = [
+        {
+            "id": f"q{i}",
+            "dataset": "intentqa",
+            "split": "train",
+            "modality_signature": "text",
+            "videos": [],
+            "audios": [],
+            "problem": question,
+            "answer": answer,
+        }
+        for i, (question, answer) in enumerate(
+            [
+                ("Why did he wave?", "To greet a friend."),
+                ("Why did the woman smile at the man so warmly?", "She was pleased."),
+            ]
+        )
+    ]
     batch = Collator(processor, MediaSettings(data_root=str(fixtures.data)), targets=True)(qa)
     assert (batch.inputs["attention_mask"][:, -1] == 1).all()  # every row ends with its target
     assert batch.lm_labels is not None and (batch.lm_labels[:, -1] != -100).all()

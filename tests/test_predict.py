@@ -22,8 +22,16 @@ def checkpoint(fixtures, tmp_path_factory):
 
     torch.manual_seed(0)
     model = OmniSapiens(add_lora(load_thinker(str(fixtures.omni))), default_label_space())
-    config = run_config(tool="hba-sft", stage="cls", base_model=str(fixtures.omni), init=None,
-                        label_space=model.label_space, datasets=["cremad"], options={}, seed=0)
+    config = run_config(
+        tool="hba-sft",
+        stage="cls",
+        base_model=str(fixtures.omni),
+        init=None,
+        label_space=model.label_space,
+        datasets=["cremad"],
+        options={},
+        seed=0,
+    )
     out = tmp_path_factory.mktemp("ckpt") / "best"
     save_checkpoint(model, out, config, processor=load_processor(str(fixtures.omni)))
     return out
@@ -41,8 +49,21 @@ def samples(fixtures, tmp_path):
 def _predict(fixtures, model, samples, out, *extra):
     from hba_tools.predict import main
 
-    args = ["--model", str(model), "--samples", str(samples), "--data-root", str(fixtures.data), "--out", str(out),
-            "--max-new-tokens", "4", "--workers", "0", *extra]
+    args = [
+        "--model",
+        str(model),
+        "--samples",
+        str(samples),
+        "--data-root",
+        str(fixtures.data),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "4",
+        "--workers",
+        "0",
+        *extra,
+    ]
     return CliRunner().invoke(main, args)
 
 
@@ -124,8 +145,9 @@ def test_predict_then_score_round_trip(fixtures, checkpoint, samples, tmp_path):
     out = tmp_path / "preds.jsonl"
     assert _predict(fixtures, checkpoint, samples, out).exit_code == 0
     report = tmp_path / "report.json"
-    result = CliRunner().invoke(score, ["--truth", str(samples), "--pred", str(out), "--format", "json",
-                                        "--output", str(report)])
+    result = CliRunner().invoke(
+        score, ["--truth", str(samples), "--pred", str(out), "--format", "json", "--output", str(report)]
+    )
     assert result.exit_code == 0, result.output
     model = json.loads(report.read_text())["models"][0]
     assert model["counts"].get("duplicate", 0) == 0 and model["counts"].get("unknown", 0) == 0, model["counts"]

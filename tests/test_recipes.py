@@ -22,8 +22,13 @@ LIB = REPO / "recipes" / "lib.sh"
 
 
 def bash(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", script, "recipe", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=REPO)
+    return subprocess.run(
+        ["bash", "-c", script, "recipe", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
 
 
 STAGES = f"""set -euo pipefail
@@ -50,8 +55,11 @@ def test_stage_skips_finished_stages_and_reruns_failed_ones(tmp_path):
 
 
 def test_stage_to_leaves_no_partial_output_when_the_command_fails(tmp_path):
-    result = bash(f"""set -euo pipefail; source {LIB}; RECIPE=t; R=$OUT/t; mkdir -p "$R/.done"
-stage_to bad "$R/bad.txt" bash -c 'echo half; exit 1'""", f"OUT={tmp_path}")
+    result = bash(
+        f"""set -euo pipefail; source {LIB}; RECIPE=t; R=$OUT/t; mkdir -p "$R/.done"
+stage_to bad "$R/bad.txt" bash -c 'echo half; exit 1'""",
+        f"OUT={tmp_path}",
+    )
     assert result.returncode == 1 and not (tmp_path / "t" / "bad.txt").exists()
 
 
@@ -71,9 +79,29 @@ def test_manifest_records_versions_hashes_models_and_judge(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     out = tmp_path / "manifest.json"
-    code = manifest_main([str(out), "--recipe", "table5", "--profile", "mini", "--seed", "0", "--input", str(data),
-                          "--model", str(model), "--model", "Qwen/Qwen2.5-Omni-7B", "--judge-model", "gpt-5-nano",
-                          "--prompt-version", "paper", "--set", "gpus=8"])
+    code = manifest_main(
+        [
+            str(out),
+            "--recipe",
+            "table5",
+            "--profile",
+            "mini",
+            "--seed",
+            "0",
+            "--input",
+            str(data),
+            "--model",
+            str(model),
+            "--model",
+            "Qwen/Qwen2.5-Omni-7B",
+            "--judge-model",
+            "gpt-5-nano",
+            "--prompt-version",
+            "paper",
+            "--set",
+            "gpus=8",
+        ]
+    )
     assert code == 0
     m = json.loads(out.read_text())
     assert m["recipe"] == "table5" and m["seeds"] == [0] and m["settings"] == {"gpus": "8"}
@@ -88,8 +116,15 @@ def test_manifest_records_versions_hashes_models_and_judge(tmp_path):
 
 def test_manifest_missing_input_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl: manifest input not found"):
-        build_manifest(recipe="t", profile="mini", seeds=[0], inputs=[str(tmp_path / "nope.jsonl")], models=[],
-                       judge_model=None, prompt_version=None)
+        build_manifest(
+            recipe="t",
+            profile="mini",
+            seeds=[0],
+            inputs=[str(tmp_path / "nope.jsonl")],
+            models=[],
+            judge_model=None,
+            prompt_version=None,
+        )
 
 
 def test_mini_sources_convert_with_every_split_and_no_rejects(fixtures, tmp_path):
@@ -136,14 +171,25 @@ def test_table5_mini_end_to_end_and_rerun_skips(fixtures, tmp_path):
 @pytest.mark.slow
 @pytest.mark.recipe
 def test_table4_mini_end_to_end_with_a_local_judge(fixtures, tmp_path):
-    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         base_url = server.stdout.readline().strip()
-        env = {"HBA_JUDGE_BASE_URL": base_url, "HBA_JUDGE_MODEL": "fake-judge", "OPENAI_API_KEY": "sk-test",
-               "HBA_CACHE_DIR": str(tmp_path / "cache")}
-        result = subprocess.run(["bash", "recipes/table4.sh", f"OUT={tmp_path}", f"FIXTURES={fixtures.root}"],
-                                capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=1800)
+        env = {
+            "HBA_JUDGE_BASE_URL": base_url,
+            "HBA_JUDGE_MODEL": "fake-judge",
+            "OPENAI_API_KEY": "sk-test",
+            "HBA_CACHE_DIR": str(tmp_path / "cache"),
+        }
+        result = subprocess.run(
+            ["bash", "recipes/table4.sh", f"OUT={tmp_path}", f"FIXTURES={fixtures.root}"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+            timeout=1800,
+        )
     finally:
         server.terminate()
         server.wait()

@@ -6,9 +6,26 @@ from hba_core.errors import UnknownNameError
 
 def test_sixteen_official_datasets_ten_tasks():
     names = registry.dataset_names()
-    assert sorted(names) == sorted([
-        "chsimsv2", "cremad", "daicwoz", "meld_emotion", "meld_senti", "mmpsy_anxiety", "mmpsy_depression", "mmsd",
-        "mosei_emotion", "mosei_senti", "ptsd_in_the_wild", "tess", "urfunny", "intentqa", "mimeqa", "siq2"])
+    assert sorted(names) == sorted(
+        [
+            "chsimsv2",
+            "cremad",
+            "daicwoz",
+            "meld_emotion",
+            "meld_senti",
+            "mmpsy_anxiety",
+            "mmpsy_depression",
+            "mmsd",
+            "mosei_emotion",
+            "mosei_senti",
+            "ptsd_in_the_wild",
+            "tess",
+            "urfunny",
+            "intentqa",
+            "mimeqa",
+            "siq2",
+        ]
+    )
     codes = ["SEN", "EMO", "SOC", "INT", "NVC", "HUM", "SAR", "ANX", "DEP", "PTSD"]
     assert sorted(registry.get().tasks) == sorted(codes)
 
@@ -37,18 +54,28 @@ def test_datasets_of_a_task_share_the_task_domain():
 def test_table7_totals():
     reg = registry.get()
     counted_by_source = {s.name for s in reg.sources.values() if s.paper_counts}
-    total = sum(sum(d.paper_counts) for d in reg.datasets.values()
-                if d.paper_counts and d.source not in counted_by_source)
+    total = sum(
+        sum(d.paper_counts) for d in reg.datasets.values() if d.paper_counts and d.source not in counted_by_source
+    )
     total += sum(sum(s.paper_counts) for s in reg.sources.values() if s.paper_counts)
     assert total == 101_964
 
 
-@pytest.mark.parametrize("surface,dataset,label", [
-    ("joy", "meld_emotion", "happy"), ("Happiness", "tess", "happy"), ("ANGRY!", "cremad", "anger"),
-    ("pleasant surprise", "tess", "surprise"), ("not sarcastic", "mmsd", "not sarcasm"),
-    ("No sarcasm.", "mmsd", "not sarcasm"), ("yes", "mmsd", "sarcasm"), ("humor", "urfunny", "humour"),
-    ("strongly positive", "mosei_senti", "highly positive"), ("without PTSD", "ptsd_in_the_wild", "no ptsd"),
-])
+@pytest.mark.parametrize(
+    "surface,dataset,label",
+    [
+        ("joy", "meld_emotion", "happy"),
+        ("Happiness", "tess", "happy"),
+        ("ANGRY!", "cremad", "anger"),
+        ("pleasant surprise", "tess", "surprise"),
+        ("not sarcastic", "mmsd", "not sarcasm"),
+        ("No sarcasm.", "mmsd", "not sarcasm"),
+        ("yes", "mmsd", "sarcasm"),
+        ("humor", "urfunny", "humour"),
+        ("strongly positive", "mosei_senti", "highly positive"),
+        ("without PTSD", "ptsd_in_the_wild", "no ptsd"),
+    ],
+)
 def test_synonyms(surface, dataset, label):
     assert registry.canonical_label(surface, dataset) == label
 

@@ -27,12 +27,20 @@ def test_accuracy_uses_the_last_box_and_none_for_missing_gold():
 
 def test_format_reward_hand_computed():
     assert format_reward(None, [CORRECT, NO_THINK, NO_BOX, "plain", r"<think>x</think>\boxed{unclosed"]) == [
-        1.0, 0.5, 0.5, 0.0, 0.5]
+        1.0,
+        0.5,
+        0.5,
+        0.0,
+        0.5,
+    ]
 
 
 def test_similarity_reward_is_cosine_clamped_and_zero_without_a_box():
-    sim = similarity_reward(None, [CORRECT, UPPER, NO_BOX, r"\boxed{angry}", r"\boxed{the stock market}"],
-                            answer=["anger", "anger", "anger", "anger", "anger"])
+    sim = similarity_reward(
+        None,
+        [CORRECT, UPPER, NO_BOX, r"\boxed{angry}", r"\boxed{the stock market}"],
+        answer=["anger", "anger", "anger", "anger", "anger"],
+    )
     assert sim[0] == pytest.approx(1.0, abs=1e-5)
     assert sim[1] == pytest.approx(1.0, abs=1e-5)  # the model is uncased
     assert sim[2] == 0.0

@@ -25,8 +25,9 @@ def test_hf_engine_samples_batched_and_stops_at_eos(tiny):
     model, processor, media_ids = tiny
     tok = processor.tokenizer
     inputs = dict(tok(["What emotion?", "Is this sarcasm, really?"], return_tensors="pt", padding=True))
-    engine = HFGenerateEngine(model, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                              suppress_token_ids=media_ids)
+    engine = HFGenerateEngine(
+        model, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, suppress_token_ids=media_ids
+    )
     torch.manual_seed(0)
     out = engine.generate(PromptBatch([{}, {}], inputs), SamplingConfig(max_new_tokens=12, temperature=1.0))
     assert len(out) == 2 and all(1 <= len(r) <= 12 for r in out)
@@ -48,8 +49,9 @@ def test_media_tokens_are_never_sampled(tiny):
     model.lm_head.bias = torch.nn.Parameter(bias)
     try:
         inputs = dict(tok(["Hi"], return_tensors="pt"))
-        engine = HFGenerateEngine(model, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                  suppress_token_ids=media_ids)
+        engine = HFGenerateEngine(
+            model, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, suppress_token_ids=media_ids
+        )
         (row,) = engine.generate(PromptBatch([{}], inputs), SamplingConfig(max_new_tokens=8))
         assert not set(row) & set(media_ids)
     finally:
@@ -84,8 +86,11 @@ def test_step_prompts_cover_each_epoch_once_and_reshuffle():
 def test_config_checks():
     good = GrpoConfig(init="m", train="t", out="o")
     check_config(good)
-    for bad, message in ((dict(group_size=1), "at least 2"), (dict(estimator="ppo"), "valid: grpo, rloo"),
-                         (dict(mini_batch=100), "does not divide")):
+    for bad, message in (
+        (dict(group_size=1), "at least 2"),
+        (dict(estimator="ppo"), "valid: grpo, rloo"),
+        (dict(mini_batch=100), "does not divide"),
+    ):
         with pytest.raises(InputError, match=message):
             check_config(GrpoConfig(init="m", train="t", out="o", **bad))
 
@@ -98,8 +103,9 @@ def test_template_file_override(fixtures, tmp_path):
     write_jsonl(data, [{"dataset": "mmpsy_anxiety", "problem": "Anxious?", "answer": "anxiety"}])
     template = tmp_path / "short.txt"
     template.write_text("{problem}\nAnswer in \\boxed{{}}.\n")
-    policy = Policy(GrpoConfig(init=str(fixtures.omni), train=str(data), out=str(tmp_path / "o"),
-                               template=str(template)))
+    policy = Policy(
+        GrpoConfig(init=str(fixtures.omni), train=str(data), out=str(tmp_path / "o"), template=str(template))
+    )
     assert policy.prompt({"problem": "Anxious?"})["problem"] == "Anxious?\nAnswer in \\boxed{}."
     default = Policy(GrpoConfig(init=str(fixtures.omni), train=str(data), out=str(tmp_path / "o")))
     assert "MUST BE enclosed within <think> </think> tags" in default.prompt({"problem": "Q"})["problem"]

@@ -7,7 +7,7 @@ from hba_core.samples import OFFICIAL_FIELDS, iter_samples, modality_signature, 
 
 OFFICIAL_LINE = (
     '{"problem": "<audio>\\nDon\'t forget a jacket.\\nThe above is a speech recording along with the transcript from '
-    'a clinical context. What emotion is the speaker expressing? Answer with one word from the following: anger, '
+    "a clinical context. What emotion is the speaker expressing? Answer with one word from the following: anger, "
     'disgust, fear, happy, neutral, sad", "answer": "sad", "images": [], "videos": [], "audios": '
     '["cremad_dataset_audio/1077_DFA_SAD_XX.wav"], "dataset": "cremad", "texts": [], "modality_signature": '
     '"text_audio", "ext_video_feats": ["pose/cremad_dataset_audio/1077_DFA_SAD_XX.pt"], "ext_audio_feats": '

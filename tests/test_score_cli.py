@@ -37,8 +37,16 @@ def files(tmp_path_factory, fixture_data):
             answer = s["answer"] if right or free else "I am not sure."
             rows.append({"id": s["id"], "prediction": rf"<think>hm</think>\boxed{{{answer}}}"})
             if free:
-                judged.append({"id": s["id"], "correct": right, "status": "ok", "judge_model": "j",
-                               "prompt_variant": "paper", "model": name})
+                judged.append(
+                    {
+                        "id": s["id"],
+                        "correct": right,
+                        "status": "ok",
+                        "judge_model": "j",
+                        "prompt_variant": "paper",
+                        "model": name,
+                    }
+                )
         out[name] = write_jsonl(tmp / f"{name}.jsonl", rows)
     out["judged"] = write_jsonl(tmp / "judged.jsonl", judged)
     return out
@@ -55,8 +63,20 @@ def test_help_has_an_example():
 
 
 def test_two_models_table4_markdown(files):
-    result = run(["--truth", files["truth"], "--pred", files["model_a"], "--pred", files["model_b"],
-                  "--judgments", files["judged"], "--format", "md"])
+    result = run(
+        [
+            "--truth",
+            files["truth"],
+            "--pred",
+            files["model_a"],
+            "--pred",
+            files["model_b"],
+            "--judgments",
+            files["judged"],
+            "--format",
+            "md",
+        ]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| Model | SEN |  |  | EMO |")
@@ -67,8 +87,7 @@ def test_two_models_table4_markdown(files):
 
 
 def test_json_report_validates_and_counts(files):
-    result = run(["--truth", files["truth"], files["model_b"], "--judgments", files["judged"],
-                  "--bootstrap", "50"])
+    result = run(["--truth", files["truth"], files["model_b"], "--judgments", files["judged"], "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert schemas.errors(report, "score-report") == []
@@ -77,15 +96,31 @@ def test_json_report_validates_and_counts(files):
     assert report["truth"]["samples"] == model["counts"]["matched"] + model["counts"]["missing"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--truth", "nope.jsonl", "-"], "Error: nope.jsonl: no such file"),
-    (["--truth", "{truth}"], "Error: nothing to score"),
-    (["--truth", "-", "-"], "Error: stdin (-) can be read only once"),
-    (["--truth", "{truth}", "--name", "x", "--name", "y", "{model_a}"], "Error: 2 --name for 1 predictions files"),
-    (["--truth", "{truth}", "{model_a}", "{model_b}", "--judgments", "{judged}", "--judgments", "{judged}",
-      "--judgments", "{judged}"], "Error: 3 --judgments files for 2 models"),
-    (["--truth", "{truth}", "{model_a}", "--compare", "model_a", "zzz"], "Error: --compare: no model named 'zzz'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--truth", "nope.jsonl", "-"], "Error: nope.jsonl: no such file"),
+        (["--truth", "{truth}"], "Error: nothing to score"),
+        (["--truth", "-", "-"], "Error: stdin (-) can be read only once"),
+        (["--truth", "{truth}", "--name", "x", "--name", "y", "{model_a}"], "Error: 2 --name for 1 predictions files"),
+        (
+            [
+                "--truth",
+                "{truth}",
+                "{model_a}",
+                "{model_b}",
+                "--judgments",
+                "{judged}",
+                "--judgments",
+                "{judged}",
+                "--judgments",
+                "{judged}",
+            ],
+            "Error: 3 --judgments files for 2 models",
+        ),
+        (["--truth", "{truth}", "{model_a}", "--compare", "model_a", "zzz"], "Error: --compare: no model named 'zzz'"),
+    ],
+)
 def test_user_errors_are_one_line(files, args, message):
     result = run([a.format(**files) for a in args])
     assert result.exit_code != 0
@@ -105,16 +140,32 @@ def test_strict_fails_on_a_duplicate_with_file_and_line(files, tmp_path):
 
 def test_csv_latex_and_plot_to_files(files, tmp_path):
     out, png = tmp_path / "t.tex", tmp_path / "heat.png"
-    result = run(["--truth", files["truth"], files["model_a"], files["model_b"], "--judgments", files["judged"],
-                  "--format", "latex", "-o", out, "--plot", png])
+    result = run(
+        [
+            "--truth",
+            files["truth"],
+            files["model_a"],
+            files["model_b"],
+            "--judgments",
+            files["judged"],
+            "--format",
+            "latex",
+            "-o",
+            out,
+            "--plot",
+            png,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith(r"\begin{tabular}")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_real_shell_pipe(files):
-    cmd = (f"cat {shlex.quote(str(files['model_a']))} | {shlex.quote(sys.executable)} -m hba_tools.score "
-           f"--truth {shlex.quote(str(files['truth']))} --format csv -")
+    cmd = (
+        f"cat {shlex.quote(str(files['model_a']))} | {shlex.quote(sys.executable)} -m hba_tools.score "
+        f"--truth {shlex.quote(str(files['truth']))} --format csv -"
+    )
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("model,task,dataset,metric,value,n,ci_low,ci_high\n")
@@ -146,38 +197,67 @@ def test_models_are_named_by_their_model_field(files, tmp_path):
     for name in ("model_a", "model_b"):
         rows = [{**orjson.loads(line), "model": f"omni-{name[-1]}"} for line in files[name].read_bytes().splitlines()]
         paths.append(write_jsonl(tmp_path / f"{name}.jsonl", rows))
-    judged = [{**orjson.loads(line), "model": "omni-" + orjson.loads(line)["model"][-1]}
-              for line in files["judged"].read_bytes().splitlines()]
-    result = run(["--truth", files["truth"], *paths, "--judgments", write_jsonl(tmp_path / "j.jsonl", judged),
-                  "--format", "csv"])
+    judged = [
+        {**orjson.loads(line), "model": "omni-" + orjson.loads(line)["model"][-1]}
+        for line in files["judged"].read_bytes().splitlines()
+    ]
+    result = run(
+        ["--truth", files["truth"], *paths, "--judgments", write_jsonl(tmp_path / "j.jsonl", judged), "--format", "csv"]
+    )
     assert result.exit_code == 0, result.output
     assert "omni-a,SOC,siq2,judge_accuracy,1.0" in result.stdout
     assert "omni-b,SOC,siq2,judge_accuracy,0." in result.stdout
 
 
 def test_a_shared_judgment_file_without_model_fields_is_refused(files, tmp_path):
-    rows = [{k: v for k, v in orjson.loads(line).items() if k != "model"}
-            for line in files["judged"].read_bytes().splitlines()]
-    result = run(["--truth", files["truth"], files["model_a"], files["model_b"],
-                  "--judgments", write_jsonl(tmp_path / "j.jsonl", rows)])
+    rows = [
+        {k: v for k, v in orjson.loads(line).items() if k != "model"}
+        for line in files["judged"].read_bytes().splitlines()
+    ]
+    result = run(
+        [
+            "--truth",
+            files["truth"],
+            files["model_a"],
+            files["model_b"],
+            "--judgments",
+            write_jsonl(tmp_path / "j.jsonl", rows),
+        ]
+    )
     assert result.exit_code == 1
     assert 'has no "model" field' in result.output and "--judgments NAME=FILE" in result.output
 
 
 def test_compare_and_pred_field_through_the_cli(files, tmp_path):
-    result = run(["--truth", files["truth"], files["model_a"], files["model_b"], "--judgments", files["judged"],
-                  "--compare", "model_a", "model_b", "--bootstrap", "200"])
+    result = run(
+        [
+            "--truth",
+            files["truth"],
+            files["model_a"],
+            files["model_b"],
+            "--judgments",
+            files["judged"],
+            "--compare",
+            "model_a",
+            "model_b",
+            "--bootstrap",
+            "200",
+        ]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert schemas.errors(report, "score-report") == []
     emo = report["comparisons"][0]["tasks"]["EMO"]
     assert emo["delta"] > 0 and emo["ci"][0] <= emo["delta"] <= emo["ci"][1]
 
-    answers = {orjson.loads(line)["id"]: orjson.loads(line)["prediction"]
-               for line in files["model_b"].read_bytes().splitlines()}
+    answers = {
+        orjson.loads(line)["id"]: orjson.loads(line)["prediction"]
+        for line in files["model_b"].read_bytes().splitlines()
+    }
     embedded = [{**s, "output": answers[s["id"]]} for _, s in iter_samples(files["truth"])]
-    result = run(["--truth", write_jsonl(tmp_path / "embedded.jsonl", embedded), "--pred-field", "output",
-                  "--format", "csv"])
+    result = run(
+        ["--truth", write_jsonl(tmp_path / "embedded.jsonl", embedded), "--pred-field", "output", "--format", "csv"]
+    )
     assert result.exit_code == 0, result.output
     by_file = run(["--truth", files["truth"], files["model_b"], "--format", "csv"]).stdout
     assert result.stdout.replace("output,", "model_b,") == by_file
@@ -189,15 +269,35 @@ def test_intensity_format_is_table_19(tmp_path):
     from hba_core.jsonl import write_jsonl
     from hba_tools.score import main
 
-    labels = ["highly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive",
-              "highly positive"]
-    truth = [{"id": f"m{i}", "dataset": "mosei_senti", "problem": "p", "answer": labels[i % 7],
-              "class_label": labels[i % 7]} for i in range(14)]
+    labels = [
+        "highly negative",
+        "negative",
+        "weakly negative",
+        "neutral",
+        "weakly positive",
+        "positive",
+        "highly positive",
+    ]
+    truth = [
+        {"id": f"m{i}", "dataset": "mosei_senti", "problem": "p", "answer": labels[i % 7], "class_label": labels[i % 7]}
+        for i in range(14)
+    ]
     write_jsonl(tmp_path / "t.jsonl", truth)
     write_jsonl(tmp_path / "a.jsonl", [{"id": r["id"], "prediction": r["answer"]} for r in truth])
     write_jsonl(tmp_path / "b.jsonl", [{"id": r["id"], "prediction": "neutral"} for r in truth])
-    result = CliRunner().invoke(main, ["--truth", str(tmp_path / "t.jsonl"), "--pred", str(tmp_path / "a.jsonl"),
-                                       "--pred", str(tmp_path / "b.jsonl"), "--format", "intensity"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--truth",
+            str(tmp_path / "t.jsonl"),
+            "--pred",
+            str(tmp_path / "a.jsonl"),
+            "--pred",
+            str(tmp_path / "b.jsonl"),
+            "--format",
+            "intensity",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "| Model | CMU-MOSEI (SEN) 7-class F1 | CMU-MOSEI (SEN) 7-class Acc |"

@@ -25,8 +25,14 @@ from hba_core.scoring import (
 
 
 def row(dataset: str, label: str | None, sid: str, **extra) -> dict:
-    return {"id": sid, "dataset": dataset, "problem": "q", "answer": label or "a reference answer",
-            "class_label": label, **extra}
+    return {
+        "id": sid,
+        "dataset": dataset,
+        "problem": "q",
+        "answer": label or "a reference answer",
+        "class_label": label,
+        **extra,
+    }
 
 
 def ids_of(truth, dataset):
@@ -54,8 +60,15 @@ def test_gold_answers_score_one_everywhere(atlas_rows):
     report = score(truth, [preds])
     model = report["models"][0]
     assert {code: t["value"] for code, t in model["tasks"].items()} == dict.fromkeys(registry.get().tasks, 1.0)
-    assert model["counts"] == {"lines": 128, "matched": 128, "missing": 0, "duplicate": 0, "unknown_id": 0,
-                               "invalid": 0, "unparseable": 0}
+    assert model["counts"] == {
+        "lines": 128,
+        "matched": 128,
+        "missing": 0,
+        "duplicate": 0,
+        "unknown_id": 0,
+        "invalid": 0,
+        "unparseable": 0,
+    }
     assert schemas.errors(report, "score-report") == []
 
 
@@ -81,8 +94,9 @@ def test_sen_binary_weighted_f1_by_hand():
 
 def test_sentiment_granularities_follow_the_label_set():
     truth = truth_from_rows([row("chsimsv2", "weakly positive", "c"), row("meld_senti", "neutral", "m")])
-    preds = predictions_from_rows("m", [{"id": "c", "prediction": "highly positive"},
-                                        {"id": "m", "prediction": "neutral"}], truth)
+    preds = predictions_from_rows(
+        "m", [{"id": "c", "prediction": "highly positive"}, {"id": "m", "prediction": "neutral"}], truth
+    )
     datasets = score(truth, [preds])["models"][0]["datasets"]
     assert sorted(datasets["chsimsv2"]["intensity"]) == ["acc2", "acc3", "acc5", "f1w2", "f1w3", "f1w5"]
     assert datasets["chsimsv2"]["intensity"]["acc3"] == 1.0 and datasets["chsimsv2"]["intensity"]["acc5"] == 0.0
@@ -95,8 +109,9 @@ def test_sentiment_granularities_follow_the_label_set():
 
 def test_emo_mean_weighted_accuracy_by_hand():
     truth = truth_from_rows([row("cremad", g, f"e{i}") for i, g in enumerate(["anger", "anger", "sad", "fear"])])
-    preds = predictions_from_rows("m", [{"id": f"e{i}", "prediction": p}
-                                        for i, p in enumerate(["angry", "Sadness", "sad", "purple"])], truth)
+    preds = predictions_from_rows(
+        "m", [{"id": f"e{i}", "prediction": p} for i, p in enumerate(["angry", "Sadness", "sad", "purple"])], truth
+    )
     d = score(truth, [preds])["models"][0]["datasets"]["cremad"]
     # anger P2 TP1 N2 TN2 -> .75; sad P1 TP1 N3 TN2 -> .5 + 1/3; fear P1 TP0 N3 TN3 -> .5
     assert d["value"] == pytest.approx((0.75 + 0.5 + 1 / 3 + 0.5) / 3)
@@ -106,8 +121,13 @@ def test_emo_mean_weighted_accuracy_by_hand():
 
 def test_missing_duplicate_unknown_and_invalid_are_counted_never_dropped():
     truth = truth_from_rows([row("mmsd", "sarcasm", "a"), row("mmsd", "not sarcasm", "b"), row("mmsd", "sarcasm", "c")])
-    rows = [{"id": "a", "prediction": "sarcasm"}, {"id": "a", "prediction": "not sarcasm"},
-            {"id": "zzz", "prediction": "sarcasm"}, {"prediction": "sarcasm"}, {"id": "b", "prediction": 3}]
+    rows = [
+        {"id": "a", "prediction": "sarcasm"},
+        {"id": "a", "prediction": "not sarcasm"},
+        {"id": "zzz", "prediction": "sarcasm"},
+        {"prediction": "sarcasm"},
+        {"id": "b", "prediction": 3},
+    ]
     preds = predictions_from_rows("m", rows, truth, source="p.jsonl")
     model = score(truth, [preds])["models"][0]
     c = model["counts"]
@@ -121,11 +141,14 @@ def test_missing_duplicate_unknown_and_invalid_are_counted_never_dropped():
     assert any(p.startswith("p.jsonl:3: id 'zzz' is not in the truth") for p in model["problems"])
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ([{"id": "a", "prediction": "x"}, {"id": "a", "prediction": "y"}], "p.jsonl:2: duplicate prediction"),
-    ([{"id": "a", "prediction": "x"}, {"id": "q", "prediction": "y"}], "p.jsonl:2: id 'q' is not in the truth"),
-    ([{"id": "a", "prediction": "x"}], "p.jsonl: 1 truth samples have no prediction (first: 'b')"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"id": "a", "prediction": "x"}, {"id": "a", "prediction": "y"}], "p.jsonl:2: duplicate prediction"),
+        ([{"id": "a", "prediction": "x"}, {"id": "q", "prediction": "y"}], "p.jsonl:2: id 'q' is not in the truth"),
+        ([{"id": "a", "prediction": "x"}], "p.jsonl: 1 truth samples have no prediction (first: 'b')"),
+    ],
+)
 def test_strict_turns_problems_into_errors(rows, message):
     truth = truth_from_rows([row("mmsd", "sarcasm", "a"), row("mmsd", "sarcasm", "b")])
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -146,10 +169,16 @@ def test_bad_lines_in_a_file_are_counted(tmp_path):
 def test_judgments_only_true_counts_and_everything_else_is_reported():
     truth = truth_from_rows([row("siq2", None, f"q{i}") for i in range(6)] + [row("mmsd", "sarcasm", "s")])
     preds = predictions_from_rows("m", [{"id": f"q{i}", "prediction": "text"} for i in range(6)], truth)
-    judged = [{"id": "q0", "status": "ok", "correct": True}, {"id": "q1", "status": "ok", "correct": False},
-              {"id": "q2", "status": "unparseable", "correct": None}, {"id": "q3", "status": "error", "correct": None},
-              {"id": "q0", "status": "ok", "correct": False}, {"id": "nope", "status": "ok", "correct": True},
-              {"id": "s", "status": "ok", "correct": True}, {"id": "q4", "status": "ok", "correct": None}]
+    judged = [
+        {"id": "q0", "status": "ok", "correct": True},
+        {"id": "q1", "status": "ok", "correct": False},
+        {"id": "q2", "status": "unparseable", "correct": None},
+        {"id": "q3", "status": "error", "correct": None},
+        {"id": "q0", "status": "ok", "correct": False},
+        {"id": "nope", "status": "ok", "correct": True},
+        {"id": "s", "status": "ok", "correct": True},
+        {"id": "q4", "status": "ok", "correct": None},
+    ]
     attach_judgments(preds, list(enumerate(judged, 1)), truth, "j.jsonl")
     model = score(truth, [preds])["models"][0]
     d = model["datasets"]["siq2"]
@@ -174,18 +203,21 @@ def test_free_text_without_judgments_is_undefined_not_zero():
 def test_shared_judgment_file_is_split_by_model_field():
     truth = truth_from_rows([row("siq2", None, "q")])
     a = predictions_from_rows("a", [{"id": "q", "prediction": "x"}], truth)
-    rows = [(1, {"id": "q", "status": "ok", "correct": True, "model": "a"}),
-            (2, {"id": "q", "status": "ok", "correct": False, "model": "b"})]
+    rows = [
+        (1, {"id": "q", "status": "ok", "correct": True, "model": "a"}),
+        (2, {"id": "q", "status": "ok", "correct": False, "model": "b"}),
+    ]
     attach_judgments(a, rows, truth, "j", model="a")
     assert a.judgment_counts["other_model"] == 1 and score(truth, [a])["models"][0]["tasks"]["SOC"]["value"] == 1.0
-    with pytest.raises(InputError, match="no \"model\" field"):
+    with pytest.raises(InputError, match='no "model" field'):
         attach_judgments(a, [(1, {"id": "q", "status": "ok", "correct": True})], truth, "j", model="a")
 
 
 def test_task_is_the_mean_of_its_datasets_and_names_the_missing_ones():
     truth = truth_from_rows([row("daicwoz", "depression", "d1"), row("mmpsy_depression", "depression", "m1")])
-    preds = predictions_from_rows("m", [{"id": "d1", "prediction": "depressed"},
-                                        {"id": "m1", "prediction": "not depressed"}], truth)
+    preds = predictions_from_rows(
+        "m", [{"id": "d1", "prediction": "depressed"}, {"id": "m1", "prediction": "not depressed"}], truth
+    )
     tasks = score(truth, [preds])["models"][0]["tasks"]
     assert tasks["DEP"]["value"] == pytest.approx(0.5) and tasks["DEP"]["datasets"] == ["daicwoz", "mmpsy_depression"]
     assert tasks["SEN"]["value"] is None and tasks["SEN"]["notes"] == ["no dataset of this task has a defined score"]

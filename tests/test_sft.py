@@ -20,9 +20,27 @@ TEXT_ONLY = "mmpsy_depression,mmpsy_anxiety"  # text-only datasets: fast on CPU
 
 
 def _args(fixtures, out, *extra):
-    return [str(fixtures.atlas), "--data-root", str(fixtures.data), "--model", str(fixtures.omni), "-o", str(out),
-            "--micro-batch", "2", "--batch-size", "2", "--warmup-steps", "1", "--lr", "1e-3", "--workers", "0",
-            "--no-gradient-checkpointing", *extra]
+    return [
+        str(fixtures.atlas),
+        "--data-root",
+        str(fixtures.data),
+        "--model",
+        str(fixtures.omni),
+        "-o",
+        str(out),
+        "--micro-batch",
+        "2",
+        "--batch-size",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "0",
+        "--no-gradient-checkpointing",
+        *extra,
+    ]
 
 
 def _tensors(path):
@@ -37,22 +55,25 @@ def test_cls_then_qa_then_predict(fixtures, tmp_path):
     from hba_tools.sft import main as sft
 
     runner = CliRunner()
-    result = runner.invoke(sft, ["cls", *_args(fixtures, tmp_path / "cls", "--datasets", TEXT_ONLY + ",cremad",
-                                               "--epochs", "1")])
+    result = runner.invoke(
+        sft, ["cls", *_args(fixtures, tmp_path / "cls", "--datasets", TEXT_ONLY + ",cremad", "--epochs", "1")]
+    )
     assert result.exit_code == 0, result.output
     best = tmp_path / "cls" / "best"
     assert result.stdout.strip().endswith(str(best))
     config = json.loads((best / "config.json").read_text())
-    assert config["stage"] == "cls" and not schemas.errors({k: v for k, v in config.items()
-                                                            if k not in ("lm_head_trained", "metrics")}, "run-config")
+    assert config["stage"] == "cls" and not schemas.errors(
+        {k: v for k, v in config.items() if k not in ("lm_head_trained", "metrics")}, "run-config"
+    )
     assert config["lm_head_trained"] is False and "ce" in config["metrics"]
     records = [json.loads(line) for line in (tmp_path / "cls" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert steps and all(k in steps[0] for k in ("lr", "samples_per_s", "tokens_per_s", "peak_memory_gb"))
     assert any("val/cremad/accuracy" in r for r in records)
 
-    result = runner.invoke(sft, ["qa", *_args(fixtures, tmp_path / "qa", "--init", str(best), "--datasets", "siq2",
-                                              "--epochs", "1")])
+    result = runner.invoke(
+        sft, ["qa", *_args(fixtures, tmp_path / "qa", "--init", str(best), "--datasets", "siq2", "--epochs", "1")]
+    )
     assert result.exit_code == 0, result.output
     qa_best = tmp_path / "qa" / "best"
     assert (qa_best / "lm_head.safetensors").exists()
@@ -62,11 +83,31 @@ def test_cls_then_qa_then_predict(fixtures, tmp_path):
 
     test = tmp_path / "test.jsonl"
     keep = {"mmpsy_depression", "cremad", "siq2"}
-    test.write_text("".join(line + "\n" for line in fixtures.atlas.read_text().splitlines()
-                            if '"test"' in line and json.loads(line)["dataset"] in keep))
+    test.write_text(
+        "".join(
+            line + "\n"
+            for line in fixtures.atlas.read_text().splitlines()
+            if '"test"' in line and json.loads(line)["dataset"] in keep
+        )
+    )
     out = tmp_path / "preds.jsonl"
-    result = runner.invoke(predict, ["--model", str(qa_best), "--samples", str(test), "--data-root",
-                                     str(fixtures.data), "--out", str(out), "--max-new-tokens", "4", "--workers", "0"])
+    result = runner.invoke(
+        predict,
+        [
+            "--model",
+            str(qa_best),
+            "--samples",
+            str(test),
+            "--data-root",
+            str(fixtures.data),
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
@@ -87,8 +128,9 @@ def test_unknown_dataset_is_one_clear_line(fixtures, tmp_path):
 def test_batch_size_must_divide(fixtures, tmp_path):
     from hba_tools.sft import main as sft
 
-    result = CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "x", "--datasets", TEXT_ONLY,
-                                                    "--batch-size", "3")])
+    result = CliRunner().invoke(
+        sft, ["cls", *_args(fixtures, tmp_path / "x", "--datasets", TEXT_ONLY, "--batch-size", "3")]
+    )
     assert result.exit_code == 1 and "not a multiple of micro-batch" in result.output
 
 
@@ -97,10 +139,23 @@ def test_resume_matches_an_uninterrupted_run(fixtures, tmp_path):
     from hba_core.model.train import SftOptions, run_sft
 
     def options(out, **kw):
-        return SftOptions(stage="cls", samples=str(fixtures.atlas), out=str(out), data_root=str(fixtures.data),
-                          model=str(fixtures.omni), datasets=TEXT_ONLY.split(","), micro_batch=2, batch_size=2,
-                          warmup_steps=1, lr=1e-3, epochs=2, workers=0, gradient_checkpointing=False, save_every=2,
-                          **kw)
+        return SftOptions(
+            stage="cls",
+            samples=str(fixtures.atlas),
+            out=str(out),
+            data_root=str(fixtures.data),
+            model=str(fixtures.omni),
+            datasets=TEXT_ONLY.split(","),
+            micro_batch=2,
+            batch_size=2,
+            warmup_steps=1,
+            lr=1e-3,
+            epochs=2,
+            workers=0,
+            gradient_checkpointing=False,
+            save_every=2,
+            **kw,
+        )
 
     straight = run_sft(options(tmp_path / "a"))
     first = run_sft(options(tmp_path / "b", max_steps=3))
@@ -137,8 +192,17 @@ def test_deepspeed_zero2_two_processes_on_cpu(fixtures, tmp_path):
     with socket.socket() as free:  # another job may hold the default port 29500
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    cmd = [launcher, "--num_gpus", "2", "--master_port", str(port), "--module", "hba_tools.sft", "cls",
-           *_args(fixtures, out, "--datasets", TEXT_ONLY + ",mmsd", "--epochs", "1", "--deepspeed", "zero2")]
+    cmd = [
+        launcher,
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(port),
+        "--module",
+        "hba_tools.sft",
+        "cls",
+        *_args(fixtures, out, "--datasets", TEXT_ONLY + ",mmsd", "--epochs", "1", "--deepspeed", "zero2"),
+    ]
     cmd[cmd.index("--batch-size") + 1] = "4"  # 2 per process x 2 processes
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
@@ -158,8 +222,9 @@ def test_sft_help_lists_stages():
 def test_joint_stage_trains_lora_heads_and_lm_head(fixtures, tmp_path):
     from hba_tools.sft import main as sft
 
-    result = CliRunner().invoke(sft, ["joint", *_args(fixtures, tmp_path / "joint", "--datasets",
-                                                      "mmpsy_depression,siq2", "--epochs", "1")])
+    result = CliRunner().invoke(
+        sft, ["joint", *_args(fixtures, tmp_path / "joint", "--datasets", "mmpsy_depression,siq2", "--epochs", "1")]
+    )
     assert result.exit_code == 0, result.output
     best = tmp_path / "joint" / "best"
     config = json.loads((best / "config.json").read_text())
@@ -178,8 +243,11 @@ def test_resume_after_a_real_kill(fixtures, tmp_path):
     extra = ["--datasets", TEXT_ONLY, "--epochs", "2", "--save-every", "1"]
     assert CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "a", *extra)]).exit_code == 0
     run = tmp_path / "b"
-    proc = subprocess.Popen([sys.executable, "-m", "hba_tools.sft", "cls", *_args(fixtures, run, *extra)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hba_tools.sft", "cls", *_args(fixtures, run, *extra)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         metrics = run / "metrics.jsonl"
@@ -211,8 +279,9 @@ def test_deepspeed_resume_matches_an_uninterrupted_run(fixtures, tmp_path):
         args = _args(fixtures, out, "--datasets", TEXT_ONLY + ",mmsd", "--epochs", "2", "--deepspeed", "zero2", *extra)
         args[args.index("--batch-size") + 1] = "4"
         cmd = [launcher, "--num_gpus", "2", "--master_port", str(port), "--module", "hba_tools.sft", "cls", *args]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     launch(tmp_path / "a")
@@ -261,8 +330,22 @@ def test_bfloat16_joint_run(fixtures, tmp_path):
     """bf16 weights with fp32 trainable parameters (autocast): trains, validates and saves."""
     from hba_tools.sft import main as sft
 
-    result = CliRunner().invoke(sft, ["joint", *_args(fixtures, tmp_path / "bf16", "--datasets",
-                                                      "mmpsy_depression,siq2", "--epochs", "1", "--dtype", "bfloat16")])
+    result = CliRunner().invoke(
+        sft,
+        [
+            "joint",
+            *_args(
+                fixtures,
+                tmp_path / "bf16",
+                "--datasets",
+                "mmpsy_depression,siq2",
+                "--epochs",
+                "1",
+                "--dtype",
+                "bfloat16",
+            ),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "bf16" / "best" / "config.json").read_text())["metrics"]
     assert metrics["ce"] < float("inf") and "siq2/lm_ce" in metrics
@@ -271,11 +354,14 @@ def test_bfloat16_joint_run(fixtures, tmp_path):
 def test_max_steps_before_any_validation_says_there_is_no_best(fixtures, tmp_path):
     from hba_tools.sft import main as sft
 
-    result = CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "short", "--datasets", TEXT_ONLY,
-                                                    "--max-steps", "1")])
+    result = CliRunner().invoke(
+        sft, ["cls", *_args(fixtures, tmp_path / "short", "--datasets", TEXT_ONLY, "--max-steps", "1")]
+    )
     assert result.exit_code == 1 and "no best/ checkpoint was selected; add --eval-every N" in result.output
     assert result.stdout.count("\n") <= 1 and str(tmp_path / "short" / "best") not in result.stdout
     assert json.loads((tmp_path / "short" / "summary.json").read_text())["best"] is None
-    ok = CliRunner().invoke(sft, ["cls", *_args(fixtures, tmp_path / "evald", "--datasets", TEXT_ONLY,
-                                                "--max-steps", "1", "--eval-every", "1")])
+    ok = CliRunner().invoke(
+        sft,
+        ["cls", *_args(fixtures, tmp_path / "evald", "--datasets", TEXT_ONLY, "--max-steps", "1", "--eval-every", "1")],
+    )
     assert ok.exit_code == 0 and ok.stdout.strip().endswith(str(tmp_path / "evald" / "best"))

@@ -22,8 +22,11 @@ pytest.importorskip("whisper")
 
 def _without_transcript(sample: dict) -> dict:
     tags, _, instruction = split_problem(sample["problem"])
-    sample = {**sample, "problem": build_problem(tags, None, instruction),
-              "metadata": {k: v for k, v in sample["metadata"].items() if k != "transcript"}}
+    sample = {
+        **sample,
+        "problem": build_problem(tags, None, instruction),
+        "metadata": {k: v for k, v in sample["metadata"].items() if k != "transcript"},
+    }
     assert needs_transcript(sample)
     return sample
 
@@ -33,8 +36,9 @@ def mixed(fixtures, tmp_path):
     """Fixture samples: odd rows lose their transcript; a text-only sample; a sample whose audio is missing."""
     rows = [row for _, row in iter_jsonl(fixtures.atlas) if row.get("audios") or row.get("videos")][:12]
     rows = [_without_transcript(r) if i % 2 else r for i, r in enumerate(rows)]
-    rows.append({"id": "text-only", "dataset": "cremad", "problem": "Q", "answer": "x",
-                 "metadata": {"transcript": None}})
+    rows.append(
+        {"id": "text-only", "dataset": "cremad", "problem": "Q", "answer": "x", "metadata": {"transcript": None}}
+    )
     rows.append({**_without_transcript(rows[1]), "id": "lost", "audios": ["audio/missing.wav"]})
     write_jsonl(tmp_path / "in.jsonl", rows)
     return tmp_path / "in.jsonl", rows
@@ -42,8 +46,7 @@ def mixed(fixtures, tmp_path):
 
 def test_transcripts_fill_only_what_is_missing_and_reach_the_prompt(fixtures, mixed, tmp_path):
     path, rows = mixed
-    summary = transcribe_samples(path, fixtures.data, tmp_path / "out.jsonl", model=str(fixtures.whisper),
-                                 batch_size=3)
+    summary = transcribe_samples(path, fixtures.data, tmp_path / "out.jsonl", model=str(fixtures.whisper), batch_size=3)
     out = [row for _, row in iter_jsonl(tmp_path / "out.jsonl")]
     assert [r["id"] for r in out] == [r["id"] for r in rows]  # nothing lost, order kept
     assert summary.had_transcript == 6 and summary.transcribed == 6 and summary.no_media == 1
@@ -66,15 +69,23 @@ def test_transcripts_fill_only_what_is_missing_and_reach_the_prompt(fixtures, mi
 
 def test_cache_makes_a_rerun_free_and_force_redoes(fixtures, mixed, tmp_path):
     path, _ = mixed
-    first = transcribe_samples(path, fixtures.data, tmp_path / "a.jsonl", model=str(fixtures.whisper),
-                               cache=tmp_path / "cache.jsonl")
-    again = transcribe_samples(path, fixtures.data, tmp_path / "b.jsonl", model=str(fixtures.whisper),
-                               cache=tmp_path / "cache.jsonl")
+    first = transcribe_samples(
+        path, fixtures.data, tmp_path / "a.jsonl", model=str(fixtures.whisper), cache=tmp_path / "cache.jsonl"
+    )
+    again = transcribe_samples(
+        path, fixtures.data, tmp_path / "b.jsonl", model=str(fixtures.whisper), cache=tmp_path / "cache.jsonl"
+    )
     assert first.media_transcribed > 0 and again.media_transcribed == 0
     assert again.media_cached == first.media_transcribed
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
-    forced = transcribe_samples(path, fixtures.data, tmp_path / "c.jsonl", model=str(fixtures.whisper),
-                                cache=tmp_path / "cache.jsonl", force=True)
+    forced = transcribe_samples(
+        path,
+        fixtures.data,
+        tmp_path / "c.jsonl",
+        model=str(fixtures.whisper),
+        cache=tmp_path / "cache.jsonl",
+        force=True,
+    )
     assert forced.had_transcript == 0 and forced.transcribed == 12
     assert forced.media_transcribed == 0  # the cache still serves: same media, same model
     redone = [row for _, row in iter_jsonl(tmp_path / "c.jsonl")]
@@ -87,13 +98,34 @@ def test_killed_run_resumes_without_loss_or_duplicates(fixtures, tmp_path):
     rows = []
     for i in range(12):
         shutil.copy(fixtures.data / f"audio/clip{i % 4}.wav", root / f"audio/x{i}.wav")
-        rows.append({"id": f"s{i}", "dataset": "cremad", "problem": "<audio>\nWhat emotion?", "answer": "x",
-                     "audios": [f"audio/x{i}.wav"]})
+        rows.append(
+            {
+                "id": f"s{i}",
+                "dataset": "cremad",
+                "problem": "<audio>\nWhat emotion?",
+                "answer": "x",
+                "audios": [f"audio/x{i}.wav"],
+            }
+        )
     write_jsonl(tmp_path / "in.jsonl", rows)
     cache = tmp_path / "out.jsonl.transcripts.jsonl"
-    command = [sys.executable, "-m", "hba_tools.transcribe", "--samples", str(tmp_path / "in.jsonl"), "--root",
-               str(root), "--out", str(tmp_path / "out.jsonl"), "--model", str(fixtures.whisper), "--batch-size", "1",
-               "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "hba_tools.transcribe",
+        "--samples",
+        str(tmp_path / "in.jsonl"),
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "out.jsonl"),
+        "--model",
+        str(fixtures.whisper),
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -103,8 +135,9 @@ def test_killed_run_resumes_without_loss_or_duplicates(fixtures, tmp_path):
         time.sleep(0.02)
     assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "out.jsonl").exists()  # the output only appears complete
-    summary = transcribe_samples(tmp_path / "in.jsonl", root, tmp_path / "out.jsonl", model=str(fixtures.whisper),
-                                 batch_size=1)
+    summary = transcribe_samples(
+        tmp_path / "in.jsonl", root, tmp_path / "out.jsonl", model=str(fixtures.whisper), batch_size=1
+    )
     assert summary.media_cached >= 2 and summary.media_cached + summary.media_transcribed == 12
     out = [row for _, row in iter_jsonl(tmp_path / "out.jsonl")]
     assert [r["id"] for r in out] == [f"s{i}" for i in range(12)]
@@ -148,9 +181,20 @@ def test_transcripts_flow_into_hba_convert_prompts(fixtures, tmp_path):
         media = f"{kind}/clip0.{'wav' if kind == 'audio' else 'mp4'}"
         (tmp_path / dataset(name).source / kind).mkdir(parents=True)
         shutil.copy(fixtures.data / media, tmp_path / dataset(name).source / media)
-        rows.append(make_sample(name, split="test", instruction="The above is a recording[[ with its transcript]]. Q?",
-                                question="Q?", answer="a", class_label=None, transcript=None, transcript_slot=slot,
-                                source_ids={}, **{kind: media}))
+        rows.append(
+            make_sample(
+                name,
+                split="test",
+                instruction="The above is a recording[[ with its transcript]]. Q?",
+                question="Q?",
+                answer="a",
+                class_label=None,
+                transcript=None,
+                transcript_slot=slot,
+                source_ids={},
+                **{kind: media},
+            )
+        )
     assert rows[0]["problem"] == "<audio>\nThe above is a recording. Q?"
     write_jsonl(tmp_path / "in.jsonl", rows)
     transcribe_samples(tmp_path / "in.jsonl", tmp_path, tmp_path / "out.jsonl", model=str(fixtures.whisper))

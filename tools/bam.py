@@ -10,34 +10,75 @@ from hba_tools._cli import comma_list, info, user_errors
 
 
 @click.command()
-@click.option("--init", "checkpoint", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The frozen SFT checkpoint (hba-sft output, e.g. runs/sft/best).")
-@click.option("--samples", required=True, type=click.Path(dir_okay=False),
-              help="HBA samples JSONL with train and val splits of the datasets.")
+@click.option(
+    "--init",
+    "checkpoint",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="The frozen SFT checkpoint (hba-sft output, e.g. runs/sft/best).",
+)
+@click.option(
+    "--samples",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="HBA samples JSONL with train and val splits of the datasets.",
+)
 @click.option("--store", required=True, type=click.Path(exists=True), help="Descriptor store (hba-descriptors).")
 @click.option("--datasets", required=True, help="Comma-separated dataset names, e.g. mmsd,urfunny.")
-@click.option("--root", "--data-root", "root", default=".", show_default=True,
-              help="Data root the samples' media paths are relative to.")
+@click.option(
+    "--root",
+    "--data-root",
+    "root",
+    default=".",
+    show_default=True,
+    help="Data root the samples' media paths are relative to.",
+)
 @click.option("--out", default=None, help="Where to save adapters [default: <init>/bam].")
-@click.option("--streams", default="audio,video", show_default=True,
-              help="Adapters to train: audio (OpenSMILE), video (MediaPipe face+pose) or both (Table 12).")
+@click.option(
+    "--streams",
+    default="audio,video",
+    show_default=True,
+    help="Adapters to train: audio (OpenSMILE), video (MediaPipe face+pose) or both (Table 12).",
+)
 @click.option("--no-raw-media", is_flag=True, help="Backbone sees only text; descriptors carry audio/video (Table 10).")
 @click.option("--hidden", default=256, show_default=True, help="Adapter hidden size (512 reproduces Table 11).")
 @click.option("--dropout", default=0.1, show_default=True)
 @click.option("--epochs", default=4, show_default=True, help="Epochs; the one with the lowest val CE is kept.")
 @click.option("--lr-adapter", default=5e-4, show_default=True)
 @click.option("--lr-head", default=1e-4, show_default=True)
-@click.option("--batch-size", default=None, type=int,
-              help="Effective batch [default: C.2's: 4 DAIC-WOZ, 16 MUStARD/MimeQA, else 32].")
+@click.option(
+    "--batch-size",
+    default=None,
+    type=int,
+    help="Effective batch [default: C.2's: 4 DAIC-WOZ, 16 MUStARD/MimeQA, else 32].",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Recompute pooled h_penult instead of reading the cache.")
 @click.option("--cache", "cache_dir", default=None, help="Cache folder [default: <out>/.cache].")
 @click.option("--fps", default=2.0, show_default=True, help="Video frames per second fed to the backbone.")
 @click.option("--max-frames", default=32, show_default=True)
 @user_errors
-def main(checkpoint: str, samples: str, store: str, datasets: str, root: str, out: str | None, streams: str,
-         no_raw_media: bool, hidden: int, dropout: float, epochs: int, lr_adapter: float, lr_head: float,
-         batch_size: int | None, seed: int, no_cache: bool, cache_dir: str | None, fps: float, max_frames: int) -> None:
+def main(
+    checkpoint: str,
+    samples: str,
+    store: str,
+    datasets: str,
+    root: str,
+    out: str | None,
+    streams: str,
+    no_raw_media: bool,
+    hidden: int,
+    dropout: float,
+    epochs: int,
+    lr_adapter: float,
+    lr_head: float,
+    batch_size: int | None,
+    seed: int,
+    no_cache: bool,
+    cache_dir: str | None,
+    fps: float,
+    max_frames: int,
+) -> None:
     """Train, select and save one BAM set per dataset (paper §3.6, C.2); prints the saved folders.
 
     The backbone stays frozen: pooled h_penult of each sample is computed once and cached, so the
@@ -51,11 +92,29 @@ def main(checkpoint: str, samples: str, store: str, datasets: str, root: str, ou
     from hba_core.bam.run import BamJob, run_bam
     from hba_core.bam.train import BamSettings
 
-    settings = BamSettings(hidden=hidden, dropout=dropout, lr_adapter=lr_adapter, lr_head=lr_head, epochs=epochs,
-                           batch_size=batch_size, seed=seed)
-    job = BamJob(checkpoint=checkpoint, samples=samples, store=store, datasets=comma_list(datasets), data_root=root,
-                 out=out, streams=tuple(comma_list(streams)), no_raw_media=no_raw_media, settings=settings,
-                 cache_dir="" if no_cache else cache_dir, fps=fps, max_frames=max_frames)
+    settings = BamSettings(
+        hidden=hidden,
+        dropout=dropout,
+        lr_adapter=lr_adapter,
+        lr_head=lr_head,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    job = BamJob(
+        checkpoint=checkpoint,
+        samples=samples,
+        store=store,
+        datasets=comma_list(datasets),
+        data_root=root,
+        out=out,
+        streams=tuple(comma_list(streams)),
+        no_raw_media=no_raw_media,
+        settings=settings,
+        cache_dir="" if no_cache else cache_dir,
+        fps=fps,
+        max_frames=max_frames,
+    )
     summary = run_bam(job)
     for name, report in summary["datasets"].items():
         if "saved" in report:

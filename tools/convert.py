@@ -38,20 +38,33 @@ def _rejects_path(out: str, rejects: str | None) -> str:
 
 @main.command()
 @click.argument("dataset")
-@click.option("--raw", "raw", type=click.Path(file_okay=False, path_type=Path),
-              help="The dataset's original release folder (for one DATASET).")
-@click.option("--raw-root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder holding one release folder per source (<root>/meld, <root>/mosei, ...), for 'all'.")
+@click.option(
+    "--raw",
+    "raw",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The dataset's original release folder (for one DATASET).",
+)
+@click.option(
+    "--raw-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder holding one release folder per source (<root>/meld, <root>/mosei, ...), for 'all'.",
+)
 @click.option("--out", default="-", show_default=True, help="Output JSONL (written atomically); - for stdout.")
-@click.option("--rejects", default=None,
-              help="Rejects JSONL [default: <out>.rejects.jsonl; hba-convert-rejects.jsonl when --out is -].")
-@click.option("--no-media", is_flag=True,
-              help="Build from the annotation files alone: media paths recorded, not checked.")
-@click.option("--strict", is_flag=True,
-              help="Fail on the first rejected row instead of writing it to the rejects file.")
+@click.option(
+    "--rejects",
+    default=None,
+    help="Rejects JSONL [default: <out>.rejects.jsonl; hba-convert-rejects.jsonl when --out is -].",
+)
+@click.option(
+    "--no-media", is_flag=True, help="Build from the annotation files alone: media paths recorded, not checked."
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on the first rejected row instead of writing it to the rejects file."
+)
 @user_errors
-def build(dataset: str, raw: Path | None, raw_root: Path | None, out: str, rejects: str | None, no_media: bool,
-          strict: bool) -> None:
+def build(
+    dataset: str, raw: Path | None, raw_root: Path | None, out: str, rejects: str | None, no_media: bool, strict: bool
+) -> None:
     """Convert DATASET (a source name, or 'all') from its original release into HBA samples.
 
     A source yields samples for each of its official datasets (mosei -> mosei_senti and mosei_emotion).
@@ -106,11 +119,19 @@ def build(dataset: str, raw: Path | None, raw_root: Path | None, out: str, rejec
 
 
 @main.command("import")
-@click.option("--from", "release_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The downloaded release's root folder (final_v8_*.jsonl, or the Parquet form).")
+@click.option(
+    "--from",
+    "release_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The downloaded release's root folder (final_v8_*.jsonl, or the Parquet form).",
+)
 @click.option("--out", default="-", show_default=True, help="Output JSONL; - for stdout.")
-@click.option("--media-root", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the Parquet form's media bytes are written as files (paths stay relative to it).")
+@click.option(
+    "--media-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the Parquet form's media bytes are written as files (paths stay relative to it).",
+)
 @user_errors
 def import_(release_dir: Path, out: str, media_root: Path | None) -> None:
     """Read the official release into our JSONL (id, split and provenance added; nothing else changed).
@@ -135,8 +156,12 @@ def import_(release_dir: Path, out: str, media_root: Path | None) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the final_v8_{train_cleaned_2,val_cleaned,test_cleaned}.jsonl files.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the final_v8_{train_cleaned_2,val_cleaned,test_cleaned}.jsonl files.",
+)
 @user_errors
 def export(files: tuple[str, ...], out_dir: Path) -> None:
     """Write sample FILES in the official release layout (one file per split, official fields only).
@@ -174,8 +199,14 @@ def stats(files: tuple[str, ...], fmt: str) -> None:
 @click.option("--modality", "modalities", multiple=True, help="Keep samples whose signature has each modality.")
 @click.option("--exclude", multiple=True, help="Drop these datasets or task codes.")
 @user_errors
-def select(files: tuple[str, ...], datasets: tuple[str, ...], tasks: tuple[str, ...], splits: tuple[str, ...],
-           modalities: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+def select(
+    files: tuple[str, ...],
+    datasets: tuple[str, ...],
+    tasks: tuple[str, ...],
+    splits: tuple[str, ...],
+    modalities: tuple[str, ...],
+    exclude: tuple[str, ...],
+) -> None:
     """Filter sample FILES to stdout by dataset, task, split and modality, with --exclude.
 
     \b
@@ -197,8 +228,11 @@ def select(files: tuple[str, ...], datasets: tuple[str, ...], tasks: tuple[str, 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="Data root: check that every media path exists under it.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data root: check that every media path exists under it.",
+)
 @click.option("--max-problems", default=50, show_default=True, help="Print at most this many problems per file.")
 @user_errors
 def validate(files: tuple[str, ...], root: Path | None, max_problems: int) -> None:

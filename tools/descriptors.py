@@ -55,20 +55,43 @@ def _report_errors(errors: list[tuple[str, str, str]], limit: int = 20) -> None:
 @click.option("--streams", default="face,pose,audio", show_default=True, help="Comma-separated: face, pose, audio.")
 @click.option("--fps", default=5.0, show_default=True, help="Video frames per second sent to MediaPipe.")
 @click.option("--max-side", default=640, show_default=True, help="Downscale frames so the longer side is at most this.")
-@click.option("--pose-complexity", type=click.IntRange(0, 1), default=1, show_default=True,
-              help="Bundled pose model: 0 lite, 1 full.")
-@click.option("--face-model", type=click.Path(dir_okay=False, exists=True),
-              help="face_landmarker.task (newer mediapipe).")
-@click.option("--pose-model", type=click.Path(dir_okay=False, exists=True),
-              help="pose_landmarker_*.task (newer mediapipe).")
+@click.option(
+    "--pose-complexity",
+    type=click.IntRange(0, 1),
+    default=1,
+    show_default=True,
+    help="Bundled pose model: 0 lite, 1 full.",
+)
+@click.option(
+    "--face-model", type=click.Path(dir_okay=False, exists=True), help="face_landmarker.task (newer mediapipe)."
+)
+@click.option(
+    "--pose-model", type=click.Path(dir_okay=False, exists=True), help="pose_landmarker_*.task (newer mediapipe)."
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
 @click.option("--shard", help="i/n: process only shard i (0-based) of n; each shard writes its own --store.")
-@click.option("--commit-seconds", default=5.0, show_default=True, type=click.FloatRange(0),
-              help="Commit finished clips this often: a kill loses at most this much work plus the clips in flight.")
+@click.option(
+    "--commit-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Commit finished clips this often: a kill loses at most this much work plus the clips in flight.",
+)
 @user_errors
-def extract(samples: str, root: str, store_path: str, streams: str, fps: float, max_side: int, pose_complexity: int,
-            face_model: str | None, pose_model: str | None, workers: int, shard: str | None,
-            commit_seconds: float) -> None:
+def extract(
+    samples: str,
+    root: str,
+    store_path: str,
+    streams: str,
+    fps: float,
+    max_side: int,
+    pose_complexity: int,
+    face_model: str | None,
+    pose_model: str | None,
+    workers: int,
+    shard: str | None,
+    commit_seconds: float,
+) -> None:
     """Extract descriptors of every media file the samples use (each once); re-running resumes.
 
     \b
@@ -82,16 +105,28 @@ def extract(samples: str, root: str, store_path: str, streams: str, fps: float, 
     names = tuple(comma_list(streams))
     if fps <= 0:
         raise click.BadParameter("must be positive", param_hint="--fps")
-    config = VideoConfig(fps=fps, max_side=max_side, pose_complexity=pose_complexity,
-                         face_model=face_model, pose_model=pose_model)
+    config = VideoConfig(
+        fps=fps, max_side=max_side, pose_complexity=pose_complexity, face_model=face_model, pose_model=pose_model
+    )
     with _progress("extract") as progress:
-        summary = run_extract(samples, root, store_path, names, video=config, workers=workers,
-                              shard=parse_shard(shard) if shard else None, commit_seconds=commit_seconds,
-                              progress=progress)
-    frames = ", ".join(f"{s} {n} frames ({summary.invalid_frames.get(s, 0)} without detection)"
-                       for s, n in summary.frames.items())
-    info(f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
-         f"{len(summary.errors)} errors" + (f"; {frames}" if frames else ""))
+        summary = run_extract(
+            samples,
+            root,
+            store_path,
+            names,
+            video=config,
+            workers=workers,
+            shard=parse_shard(shard) if shard else None,
+            commit_seconds=commit_seconds,
+            progress=progress,
+        )
+    frames = ", ".join(
+        f"{s} {n} frames ({summary.invalid_frames.get(s, 0)} without detection)" for s, n in summary.frames.items()
+    )
+    info(
+        f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
+        f"{len(summary.errors)} errors" + (f"; {frames}" if frames else "")
+    )
     _report_errors(summary.errors)
     click.echo(store_path)
 
@@ -111,8 +146,10 @@ def merge(out: str, stores: tuple[str, ...]) -> None:
 
     summary = merge_stores(out, list(stores))
     copied = ", ".join(f"{s} {n}" for s, n in summary.clips.items()) or "nothing"
-    info(f"merged {len(stores)} stores: {copied} clips copied, {summary.skipped} already there, "
-         f"{summary.errors} error rows")
+    info(
+        f"merged {len(stores)} stores: {copied} clips copied, {summary.skipped} already there, "
+        f"{summary.errors} error rows"
+    )
     click.echo(out)
 
 
@@ -132,8 +169,10 @@ def import_pt_command(samples: str, root: str, store_path: str) -> None:
 
     with _progress("import") as progress:
         summary = import_pt(samples, root, store_path, progress=progress)
-    info(f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
-         f"{len(summary.errors)} errors")
+    info(
+        f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
+        f"{len(summary.errors)} errors"
+    )
     _report_errors(summary.errors)
     click.echo(store_path)
 
@@ -142,8 +181,13 @@ def import_pt_command(samples: str, root: str, store_path: str) -> None:
 @click.option("--store", "store_path", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--samples", required=True, type=click.Path(allow_dash=True), help="Samples whose vectors to write.")
 @click.option("--streams", help="Comma-separated streams (default: all in the store).")
-@click.option("--out", default="-", show_default=True, type=click.Path(allow_dash=True),
-              help="`.npz` (ids + one matrix per stream) or JSONL (`-` = stdout).")
+@click.option(
+    "--out",
+    default="-",
+    show_default=True,
+    type=click.Path(allow_dash=True),
+    help="`.npz` (ids + one matrix per stream) or JSONL (`-` = stdout).",
+)
 @user_errors
 def pool(store_path: str, samples: str, streams: str | None, out: str) -> None:
     """Pooled [mean, std] vectors per sample; missing media give NaN rows (counted on stderr).
@@ -218,8 +262,10 @@ def stats(store_path: str) -> None:
     info(f"{'dataset':<14} {'stream':<10} {'clips':>7} {'frames':>9} {'no-detect':>9} {'empty':>6} {'errors':>6}")
     for row in rows:
         sys.stdout.buffer.write(dumps_line(row))
-        info(f"{row['dataset']:<14} {row['stream']:<10} {row['clips']:>7} {row['frames']:>9} "
-             f"{row['invalid_frames']:>9} {row['clips_without_valid_frames']:>6} {row['errors']:>6}")
+        info(
+            f"{row['dataset']:<14} {row['stream']:<10} {row['clips']:>7} {row['frames']:>9} "
+            f"{row['invalid_frames']:>9} {row['clips_without_valid_frames']:>6} {row['errors']:>6}"
+        )
 
 
 if __name__ == "__main__":

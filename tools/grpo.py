@@ -32,14 +32,21 @@ def config_options(fn: Any) -> Any:
         if f.name == "reward_weights":
             fn = click.option("--reward-weight", "reward_weights", multiple=True, metavar="TERM=W", help=help_text)(fn)
         elif hints[f.name] is bool:
-            fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True,
-                              help=help_text)(fn)
+            fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True, help=help_text)(
+                fn
+            )
         else:
             required = f.default is dataclasses.MISSING
             names = ("--root", flag) if flag == "--data-root" else (flag,)  # --root, as in every tool
-            fn = click.option(*names, f.name, type=_click_type(hints[f.name]), required=required,
-                              default=None if required else f.default, show_default=not required,
-                              help=help_text)(fn)
+            fn = click.option(
+                *names,
+                f.name,
+                type=_click_type(hints[f.name]),
+                required=required,
+                default=None if required else f.default,
+                show_default=not required,
+                help=help_text,
+            )(fn)
     return fn
 
 
@@ -70,8 +77,15 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, float]:
 
 @click.command(context_settings={"max_content_width": 120})
 @config_options
-@click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True,
-              help="set by the deepspeed launcher")
+@click.option(
+    "--local_rank",
+    "--local-rank",
+    "local_rank",
+    type=int,
+    default=None,
+    hidden=True,
+    help="set by the deepspeed launcher",
+)
 @user_errors
 def main(local_rank: int | None, **options: Any) -> None:
     """Train OmniSapiens-7B RL with GRPO: sample --group-size responses per prompt, reward them

@@ -28,39 +28,96 @@ def _api_key(env_name: str, base_url: str | None) -> str:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--truth", type=click.Path(dir_okay=False, allow_dash=True), help="Samples JSONL (FILE or -).")
 @click.option("--pred", type=click.Path(dir_okay=False, allow_dash=True), help="Predictions JSONL (id, prediction).")
-@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Judgments JSONL, written atomically (- = stdout).")
-@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
-              "[default: api.openai.com].")
+@click.option(
+    "--out",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Judgments JSONL, written atomically (- = stdout).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 [default: api.openai.com].",
+)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Judge model name.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-              help="Environment variable holding the API key (the key itself is never a flag).")
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1024),
-              help="Requests in flight at once.")
-@click.option("--rpm", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Start at most this many requests per minute [default: no limit].")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds per request before it is retried.")
-@click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 100),
-              help="Retries on 429/5xx/timeouts/connection errors (exponential backoff, Retry-After honoured).")
-@click.option("--cache", "cache_path", default=None, type=click.Path(dir_okay=False),
-              help="SQLite judgment cache [default: $HBA_CACHE_DIR or ~/.cache/hba/judge.sqlite].")
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key (the key itself is never a flag).",
+)
+@click.option(
+    "--concurrency", default=16, show_default=True, type=click.IntRange(1, 1024), help="Requests in flight at once."
+)
+@click.option(
+    "--rpm",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Start at most this many requests per minute [default: no limit].",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds per request before it is retried.",
+)
+@click.option(
+    "--retries",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="Retries on 429/5xx/timeouts/connection errors (exponential backoff, Retry-After honoured).",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="SQLite judgment cache [default: $HBA_CACHE_DIR or ~/.cache/hba/judge.sqlite].",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache (a killed run starts over).")
-@click.option("--prompt-variant", default="paper", show_default=True,
-              help="paper (App. A.5), paraphrased (D.10), or a TOML template file (see docs/judge.md).")
+@click.option(
+    "--prompt-variant",
+    default="paper",
+    show_default=True,
+    help="paper (App. A.5), paraphrased (D.10), or a TOML template file (see docs/judge.md).",
+)
 @click.option("--rate", is_flag=True, help="Rate fluency/coherence/relevance 1-5 (App. D.9, Table 17) instead.")
 @click.option("--datasets", default=None, help="Comma-separated datasets to judge [default: every free-text one].")
 @click.option("--keep-think", is_flag=True, help="Keep <think> reasoning in the candidate (stripped by default).")
-@click.option("--name", "model_name", default=None,
-              help="The predicting model's name written into each judgment [default: the predictions' model field, "
-                   "else the file name]; hba-score matches judgments to --pred files by it.")
+@click.option(
+    "--name",
+    "model_name",
+    default=None,
+    help="The predicting model's name written into each judgment [default: the predictions' model field, "
+    "else the file name]; hba-score matches judgments to --pred files by it.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @click.pass_context
 @user_errors
-def main(ctx: click.Context, truth: str | None, pred: str | None, out: str, base_url: str | None, model: str,
-         api_key_env: str, concurrency: int, rpm: float | None, timeout: float, retries: int,
-         cache_path: str | None, no_cache: bool, prompt_variant: str, rate: bool, datasets: str | None,
-         keep_think: bool, model_name: str | None, quiet: bool) -> None:
+def main(
+    ctx: click.Context,
+    truth: str | None,
+    pred: str | None,
+    out: str,
+    base_url: str | None,
+    model: str,
+    api_key_env: str,
+    concurrency: int,
+    rpm: float | None,
+    timeout: float,
+    retries: int,
+    cache_path: str | None,
+    no_cache: bool,
+    prompt_variant: str,
+    rate: bool,
+    datasets: str | None,
+    keep_think: bool,
+    model_name: str | None,
+    quiet: bool,
+) -> None:
     """Judge free-text answers (SOC, INT, NVC) with an LLM, one fresh request per sample.
 
     \b
@@ -84,15 +141,29 @@ def main(ctx: click.Context, truth: str | None, pred: str | None, out: str, base
         raise click.UsageError("--rate uses the paper's rater prompt (App. D.9); drop --prompt-variant")
     variant = prompts.variant("rater" if rate else prompt_variant)
     if (rate and variant.mode != "rater") or (not rate and variant.mode != "judge"):
-        raise click.UsageError(f"prompt variant {variant.name!r} is a {variant.mode} prompt; "
-                               + ("add --rate" if variant.mode == "rater" else "drop --rate"))
-    settings = ClientSettings(base_url=base_url, model=model, concurrency=concurrency, rpm=rpm, timeout_s=timeout,
-                              retries=retries)
+        raise click.UsageError(
+            f"prompt variant {variant.name!r} is a {variant.mode} prompt; "
+            + ("add --rate" if variant.mode == "rater" else "drop --rate")
+        )
+    settings = ClientSettings(
+        base_url=base_url, model=model, concurrency=concurrency, rpm=rpm, timeout_s=timeout, retries=retries
+    )
     key = _api_key(api_key_env, base_url)
     names = comma_list(datasets) if datasets else None
     cache = None if no_cache else (cache_path or judge_cache.default_path())
-    summary = judge(truth, pred, out, settings=settings, api_key=key, variant=variant, cache_path=cache,
-                    datasets=names, keep_think=keep_think, show_progress=not quiet, model_name=model_name)
+    summary = judge(
+        truth,
+        pred,
+        out,
+        settings=settings,
+        api_key=key,
+        variant=variant,
+        cache_path=cache,
+        datasets=names,
+        keep_think=keep_think,
+        show_progress=not quiet,
+        model_name=model_name,
+    )
     for line in summary.lines():
         info(line)
 

@@ -50,36 +50,75 @@ def _judgment_plan(items: tuple[str, ...], names: list[str]) -> list[tuple[str, 
             raise HbaError("--judgments -: stdin cannot be shared by several models; give one file per model")
         plan += [(plain[0], name, name) for name in open_names]
     elif plain:
-        raise HbaError(f"{len(plain)} --judgments files for {len(open_names)} models: give one per model "
-                       "(in --pred order, or as NAME=FILE), or one file whose rows carry a \"model\" field")
+        raise HbaError(
+            f"{len(plain)} --judgments files for {len(open_names)} models: give one per model "
+            '(in --pred order, or as NAME=FILE), or one file whose rows carry a "model" field'
+        )
     return plan
 
 
 @click.command()
 @click.argument("predictions", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("--truth", required=True, type=click.Path(allow_dash=True), help="HBA samples JSONL (the ground truth).")
-@click.option("--pred", "preds", multiple=True, type=click.Path(allow_dash=True),
-              help="Predictions JSONL ({id, prediction}); repeat for several models (before the PREDICTIONS args).")
+@click.option(
+    "--pred",
+    "preds",
+    multiple=True,
+    type=click.Path(allow_dash=True),
+    help="Predictions JSONL ({id, prediction}); repeat for several models (before the PREDICTIONS args).",
+)
 @click.option("--name", "names", multiple=True, help="Model name per predictions file, in order (default: file name).")
-@click.option("--pred-field", "pred_fields", multiple=True,
-              help="Score predictions stored in the truth file under this field (one model each).")
-@click.option("--judgments", "judgments", multiple=True,
-              help="hba-judge output for the free-text tasks: [NAME=]FILE, one per model in order, "
-                   "or one file whose rows name their model.")
+@click.option(
+    "--pred-field",
+    "pred_fields",
+    multiple=True,
+    help="Score predictions stored in the truth file under this field (one model each).",
+)
+@click.option(
+    "--judgments",
+    "judgments",
+    multiple=True,
+    help="hba-judge output for the free-text tasks: [NAME=]FILE, one per model in order, "
+    "or one file whose rows name their model.",
+)
 @click.option("--strict", is_flag=True, help="Missing, duplicate, unknown or invalid records are errors.")
-@click.option("--bootstrap", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Bootstrap replicates for 95% intervals (0: none; 1000 is typical).")
+@click.option(
+    "--bootstrap",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Bootstrap replicates for 95% intervals (0: none; 1000 is typical).",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--compare", nargs=2, default=None, metavar="A B", help="Paired bootstrap test of model A against B.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
-@click.option("-o", "--output", default="-", type=click.Path(allow_dash=True), show_default=True,
-              help="Where the report goes (written atomically).")
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    type=click.Path(allow_dash=True),
+    show_default=True,
+    help="Where the report goes (written atomically).",
+)
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also draw the models x tasks heatmap to this PNG.")
 @click.option("--examples", default=3, show_default=True, help="Unparseable answers quoted per dataset.")
 @user_errors
-def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names: tuple[str, ...],
-         pred_fields: tuple[str, ...], judgments: tuple[str, ...], strict: bool, bootstrap: int, seed: int,
-         compare: tuple[str, str] | None, fmt: str, output: str, plot: str | None, examples: int) -> None:
+def main(
+    predictions: tuple[str, ...],
+    truth: str,
+    preds: tuple[str, ...],
+    names: tuple[str, ...],
+    pred_fields: tuple[str, ...],
+    judgments: tuple[str, ...],
+    strict: bool,
+    bootstrap: int,
+    seed: int,
+    compare: tuple[str, str] | None,
+    fmt: str,
+    output: str,
+    plot: str | None,
+    examples: int,
+) -> None:
     """Score predictions against the Human Behavior Atlas with the paper's unified metrics.
 
     Free-text answers are turned into labels (\\boxed{}, <answer>, "Answer: ...", else the first
@@ -106,8 +145,9 @@ def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names
         raise HbaError(f"{len(names)} --name for {len(files)} predictions files: give one name per file, in order")
     gold: Truth = load_truth(truth, tuple(pred_fields))
     info(f"{display_name(truth)}: {len(gold.ids)} samples")
-    models: list[Predictions] = [load_predictions(p, n, gold, strict)
-                                 for p, n in zip(files, names or [_default_name(p) for p in files])]
+    models: list[Predictions] = [
+        load_predictions(p, n, gold, strict) for p, n in zip(files, names or [_default_name(p) for p in files])
+    ]
     if not names:
         _name_by_model_field(models)
     models += [embedded_predictions(gold, f) for f in pred_fields]
@@ -117,19 +157,24 @@ def main(predictions: tuple[str, ...], truth: str, preds: tuple[str, ...], names
     report = score(gold, models, bootstrap=bootstrap, seed=seed, compare=compare, examples=examples)
     for m in report["models"]:
         c = m["counts"]
-        info(f"{m['name']}: {c['matched']} matched, {c['missing']} missing, {c['unparseable']} unparseable, "
-             f"{c['duplicate']} duplicate, {c['unknown_id']} unknown ids, {c['invalid']} invalid lines")
+        info(
+            f"{m['name']}: {c['matched']} matched, {c['missing']} missing, {c['unparseable']} unparseable, "
+            f"{c['duplicate']} duplicate, {c['unknown_id']} unknown ids, {c['invalid']} invalid lines"
+        )
         if m["judgments"]:
             j = m["judgments"]
-            info(f"{m['name']} judgments: {j['matched']} matched, {j['unjudged']} free-text samples unjudged, "
-                 f"{j['duplicate']} duplicate, {j['unknown_id']} unknown ids, {j['invalid']} invalid")
+            info(
+                f"{m['name']} judgments: {j['matched']} matched, {j['unjudged']} free-text samples unjudged, "
+                f"{j['duplicate']} duplicate, {j['unknown_id']} unknown ids, {j['invalid']} invalid"
+            )
         for problem in m["problems"][:5]:
             info(f"  {problem}")
     if fmt == "json":
         payload = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
     else:
-        payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "delta": to_delta,
-                   "intensity": to_intensity}[fmt](report).encode()
+        payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "delta": to_delta, "intensity": to_intensity}[
+            fmt
+        ](report).encode()
     with atomic_output(output) as out:
         out.write(payload)
     if plot:

@@ -43,11 +43,18 @@ def _options(func: Any) -> Any:
     for flag, kind, text in reversed(_FLAGS):
         names = ("--root", flag, "data_root") if flag == "--data-root" else (flag,)  # --root as in every tool
         func = click.option(*names, type=kind, default=None, help=text)(func)
-    func = click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-                        help="recompute activations in backward: less memory, ~30% slower [on]")(func)
+    func = click.option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        default=None,
+        help="recompute activations in backward: less memory, ~30% slower [on]",
+    )(func)
     func = click.option("--resume", is_flag=True, help="continue RUN from its last saved state")(func)
-    func = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                        help="JSON or TOML file of these options (flags override it)")(func)
+    func = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="JSON or TOML file of these options (flags override it)",
+    )(func)
     func = click.option("--exclude", multiple=True, help="leave this dataset out (repeatable)")(func)
     func = click.option("--datasets", multiple=True, help="only these datasets (repeatable or comma-separated)")(func)
     func = click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="run directory")(func)
@@ -55,8 +62,15 @@ def _options(func: Any) -> Any:
     return func
 
 
-def _run(stage: str, samples: str, out: str, config_file: str | None, datasets: tuple[str, ...],
-         exclude: tuple[str, ...], **flags: Any) -> None:
+def _run(
+    stage: str,
+    samples: str,
+    out: str,
+    config_file: str | None,
+    datasets: tuple[str, ...],
+    exclude: tuple[str, ...],
+    **flags: Any,
+) -> None:
     from hba_core.errors import InputError
     from hba_core.model.train import SftOptions, run_sft
 
@@ -80,18 +94,28 @@ def _run(stage: str, samples: str, out: str, config_file: str | None, datasets: 
     summary = run_sft(SftOptions(**merged))
     if not summary["main_process"]:
         return
-    info(f"{stage}: {summary['steps']} steps, best validation CE {summary['best_val_ce']:.4f}, "
-         f"{summary['skipped_samples']} samples skipped (undecodable media), "
-         f"{summary['audio_clips_cut']} audio clips cut at the limit")
+    info(
+        f"{stage}: {summary['steps']} steps, best validation CE {summary['best_val_ce']:.4f}, "
+        f"{summary['skipped_samples']} samples skipped (undecodable media), "
+        f"{summary['audio_clips_cut']} audio clips cut at the limit"
+    )
     if summary["best"] is None:
-        raise click.ClickException(f"{summary['run_dir']}: --max-steps stopped the run before any validation, so no "
-                                   "best/ checkpoint was selected; add --eval-every N, or --resume to finish")
+        raise click.ClickException(
+            f"{summary['run_dir']}: --max-steps stopped the run before any validation, so no "
+            "best/ checkpoint was selected; add --eval-every N, or --resume to finish"
+        )
     click.echo(summary["best"])
 
 
 @click.group()
-@click.option("--local_rank", "--local-rank", type=int, default=None, hidden=True,
-              help="set by the deepspeed launcher (LOCAL_RANK in the environment is what is used)")
+@click.option(
+    "--local_rank",
+    "--local-rank",
+    type=int,
+    default=None,
+    hidden=True,
+    help="set by the deepspeed launcher (LOCAL_RANK in the environment is what is used)",
+)
 def main(local_rank: int | None) -> None:
     """Supervised fine-tuning of OmniSapiens on HBA samples (paper App. B.1, C.2).
 

@@ -18,11 +18,23 @@ from hba_tools._cli import info, user_errors
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Clips per decode batch.")
 @click.option("--language", help="Force a language code (e.g. en); default: detect per clip.")
 @click.option("--force", is_flag=True, help="Transcribe samples that already have a transcript too.")
-@click.option("--cache", type=click.Path(dir_okay=False),
-              help="Per-media transcript cache, kept for resuming [default: OUT.transcripts.jsonl].")
+@click.option(
+    "--cache",
+    type=click.Path(dir_okay=False),
+    help="Per-media transcript cache, kept for resuming [default: OUT.transcripts.jsonl].",
+)
 @user_errors
-def main(samples: str, root: str, out: str, model: str, device: str | None, batch_size: int, language: str | None,
-         force: bool, cache: str | None) -> None:
+def main(
+    samples: str,
+    root: str,
+    out: str,
+    model: str,
+    device: str | None,
+    batch_size: int,
+    language: str | None,
+    force: bool,
+    cache: str | None,
+) -> None:
     """Transcribe the audio (or video audio track) of every sample without a transcript.
 
     Samples with a transcript pass through untouched (--force redoes them). Transcripts go to
@@ -45,11 +57,23 @@ def main(samples: str, root: str, out: str, model: str, device: str | None, batc
         bar.update(done - bar.pos)
 
     with bar:
-        summary = transcribe_samples(samples, root, out, model=model, device=device, batch_size=batch_size,
-                                     language=language, force=force, cache=cache, progress=progress)
-    info(f"{summary.samples} samples: {summary.transcribed} transcribed ({summary.media_transcribed} media now, "
-         f"{summary.media_cached} from the cache), {summary.had_transcript} already had one, "
-         f"{summary.no_media} without audio or video, {len(summary.errors)} media errors")
+        summary = transcribe_samples(
+            samples,
+            root,
+            out,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            language=language,
+            force=force,
+            cache=cache,
+            progress=progress,
+        )
+    info(
+        f"{summary.samples} samples: {summary.transcribed} transcribed ({summary.media_transcribed} media now, "
+        f"{summary.media_cached} from the cache), {summary.had_transcript} already had one, "
+        f"{summary.no_media} without audio or video, {len(summary.errors)} media errors"
+    )
     for key, reason in summary.errors[:20]:
         info(f"  error {key}: {reason}")
     if summary.errors:

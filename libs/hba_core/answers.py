@@ -26,7 +26,7 @@ def strip_think(text: str) -> str:
     """Remove ``<think>...</think>`` reasoning (and an unclosed trailing ``<think>...``)."""
     without = _THINK_BLOCK.sub("", text)
     if "</think>" in without.lower():  # only a closing tag: everything before it was reasoning
-        without = without[without.lower().rindex("</think>") + len("</think>"):]
+        without = without[without.lower().rindex("</think>") + len("</think>") :]
     return _UNCLOSED_THINK.sub("", without).strip()
 
 
@@ -42,7 +42,7 @@ def extract_boxed(text: str) -> str | None:
             elif ch == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start + len(_BOXED):i].strip()
+                    return text[start + len(_BOXED) : i].strip()
         start = text.rfind(_BOXED, 0, start)  # unclosed: try an earlier box
     return None
 

@@ -169,8 +169,11 @@ class ResumableWriter:
                 try:
                     obj = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
-                    raise InputError(f"{self.path}:{number}", f"not valid JSON ({exc}); this is not a file this "
-                                     "tool wrote - move it away or pick another output") from None
+                    raise InputError(
+                        f"{self.path}:{number}",
+                        f"not valid JSON ({exc}); this is not a file this "
+                        "tool wrote - move it away or pick another output",
+                    ) from None
                 self.done.add(obj[self.key])
                 good_bytes += len(raw)
         if good_bytes != self.path.stat().st_size:

@@ -25,8 +25,24 @@ from typing import Any
 
 from hba_core.jsonl import atomic_output
 
-PACKAGES = ("hba", "torch", "torchvision", "transformers", "peft", "deepspeed", "accelerate", "openai", "numpy",
-            "scikit-learn", "zarr", "opensmile", "mediapipe", "openai-whisper", "av", "vllm")
+PACKAGES = (
+    "hba",
+    "torch",
+    "torchvision",
+    "transformers",
+    "peft",
+    "deepspeed",
+    "accelerate",
+    "openai",
+    "numpy",
+    "scikit-learn",
+    "zarr",
+    "opensmile",
+    "mediapipe",
+    "openai-whisper",
+    "av",
+    "vllm",
+)
 CHUNK = 1 << 20
 
 
@@ -45,8 +61,13 @@ def git_revision(cwd: str | Path = ".") -> dict[str, Any] | None:
     """``{"commit": sha, "dirty": bool}`` of the checkout holding ``cwd``; None outside a git checkout."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
@@ -66,9 +87,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(*, recipe: str, profile: str, seeds: list[int], inputs: list[str], models: list[str],
-                   judge_model: str | None, prompt_version: str | None, extra: dict[str, str] | None = None,
-                   cwd: str | Path = ".") -> dict[str, Any]:
+def build_manifest(
+    *,
+    recipe: str,
+    profile: str,
+    seeds: list[int],
+    inputs: list[str],
+    models: list[str],
+    judge_model: str | None,
+    prompt_version: str | None,
+    extra: dict[str, str] | None = None,
+    cwd: str | Path = ".",
+) -> dict[str, Any]:
     """The manifest as a dict. Inputs must exist (a missing one is a ``FileNotFoundError`` naming it).
 
     Models that are local paths get a hash too; hub ids are recorded as given.
@@ -121,10 +151,16 @@ def main(argv: list[str]) -> int:
     if bad:
         parser.error(f"--set {bad[0]!r}: expected KEY=VALUE")
     try:
-        manifest = build_manifest(recipe=args.recipe, profile=args.profile, seeds=args.seed, inputs=args.input,
-                                  models=args.model, judge_model=args.judge_model or None,
-                                  prompt_version=args.prompt_version or None,
-                                  extra=dict(s.split("=", 1) for s in args.set))
+        manifest = build_manifest(
+            recipe=args.recipe,
+            profile=args.profile,
+            seeds=args.seed,
+            inputs=args.input,
+            models=args.model,
+            judge_model=args.judge_model or None,
+            prompt_version=args.prompt_version or None,
+            extra=dict(s.split("=", 1) for s in args.set),
+        )
     except FileNotFoundError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -31,16 +31,22 @@ def resolve_media(root: str | os.PathLike[str], relative: str, *, allow_outside:
     candidate = Path(relative)
     if candidate.is_absolute():
         if not allow_outside:
-            raise MediaError(relative, f"absolute media path is outside the data root {root}; "
-                                       "use paths relative to the root (or allow paths outside it explicitly)")
+            raise MediaError(
+                relative,
+                f"absolute media path is outside the data root {root}; "
+                "use paths relative to the root (or allow paths outside it explicitly)",
+            )
         return candidate
     joined = root_path / candidate
     if not allow_outside:
         real_root = root_path.resolve()
         real = joined.resolve()
         if real != real_root and real_root not in real.parents:
-            raise MediaError(relative, f"media path escapes the data root {root}; "
-                                       "use paths relative to the root (or allow paths outside it explicitly)")
+            raise MediaError(
+                relative,
+                f"media path escapes the data root {root}; "
+                "use paths relative to the root (or allow paths outside it explicitly)",
+            )
     return joined
 
 
@@ -55,8 +61,9 @@ def _open(path: Path):
         raise MediaError(str(path), f"cannot open media ({exc})") from None
 
 
-def decode_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE,
-                 max_seconds: float | None = None) -> np.ndarray:
+def decode_audio(
+    path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None
+) -> np.ndarray:
     """Decode the first audio stream of any file PyAV reads (wav, flac, mp3, mp4, avi, ...).
 
     Returns mono float32 in [-1, 1] at ``sample_rate``, shape ``(n_samples,)``. A file with no
@@ -97,8 +104,9 @@ class VideoFrames:
     source_fps: float
 
 
-def sample_video_frames(path: str | os.PathLike[str], fps: float = 2.0, max_frames: int | None = None,
-                        max_side: int | None = None) -> VideoFrames:
+def sample_video_frames(
+    path: str | os.PathLike[str], fps: float = 2.0, max_frames: int | None = None, max_side: int | None = None
+) -> VideoFrames:
     """Frames at ``fps`` per second (the frame shown at each instant k/fps), RGB uint8.
 
     ``max_frames`` spreads that many frames evenly over the clip instead when the clip is longer;

@@ -170,15 +170,17 @@ def per_class_table(cm: np.ndarray, labels: list[str]) -> list[dict[str, float |
     wa = per_class_weighted_accuracy(cm)
     rows = []
     for c, label in enumerate(labels):
-        rows.append({
-            "label": label,
-            "support": int(support[c]),
-            "predicted": int(predicted[c]),
-            "precision": float(tp[c] / predicted[c]) if predicted[c] > 0 else None,
-            "recall": float(tp[c] / support[c]) if support[c] > 0 else None,
-            "f1": None if np.isnan(f1[c]) else float(f1[c]),
-            "weighted_accuracy": None if np.isnan(wa[c]) else float(wa[c]),
-        })
+        rows.append(
+            {
+                "label": label,
+                "support": int(support[c]),
+                "predicted": int(predicted[c]),
+                "precision": float(tp[c] / predicted[c]) if predicted[c] > 0 else None,
+                "recall": float(tp[c] / support[c]) if support[c] > 0 else None,
+                "f1": None if np.isnan(f1[c]) else float(f1[c]),
+                "weighted_accuracy": None if np.isnan(wa[c]) else float(wa[c]),
+            }
+        )
     return rows
 
 
@@ -220,8 +222,9 @@ def bootstrap_confusions(cm: np.ndarray, replicates: int, rng: np.random.Generat
     return draws.reshape(replicates, *cm.shape)
 
 
-def paired_bootstrap_confusions(gold: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, k: int,
-                                replicates: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def paired_bootstrap_confusions(
+    gold: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, k: int, replicates: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap two models on the *same* resampled samples: ``(cm_a, cm_b)``, each ``(B, K, K + 1)``."""
     width = k + 1
     a = np.where(np.asarray(pred_a) < 0, k, pred_a)

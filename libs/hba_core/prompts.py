@@ -104,8 +104,11 @@ def with_transcript(sample: dict[str, Any], transcript: str, *, model: str, lang
     metadata: dict[str, Any] = out.setdefault("metadata", {})
     tags, old_transcript, parsed_instruction = split_problem(out.get("problem", ""))
     template = metadata.get("instruction_template")
-    instruction = render_instruction(template, has_transcript=True) if template else \
-        metadata.get("instruction") or parsed_instruction
+    instruction = (
+        render_instruction(template, has_transcript=True)
+        if template
+        else metadata.get("instruction") or parsed_instruction
+    )
     if "transcript" not in metadata:
         metadata["transcript"] = old_transcript
     if metadata.get("transcript") is not None and "original_transcript" not in metadata:
@@ -117,6 +120,7 @@ def with_transcript(sample: dict[str, Any], transcript: str, *, model: str, lang
         out["problem"] = build_problem(tags, transcript, instruction)
         if isinstance(out.get("modality_signature"), str) and transcript.strip():  # the prompt now has text
             parts = set(out["modality_signature"].split("_"))
-            out["modality_signature"] = modality_signature(text=True, video="video" in parts, audio="audio" in parts,
-                                                           image="image" in parts)
+            out["modality_signature"] = modality_signature(
+                text=True, video="video" in parts, audio="audio" in parts, image="image" in parts
+            )
     return out

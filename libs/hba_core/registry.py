@@ -113,8 +113,12 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", text.strip().lower()).strip(_EDGE_PUNCT).strip()
 
 
-def _label_lookup(labels: tuple[str, ...], domain: Domain | None, reg_synonyms: dict[str, dict[str, str]],
-                  booleans: dict[str, tuple[str, ...]]) -> dict[str, str]:
+def _label_lookup(
+    labels: tuple[str, ...],
+    domain: Domain | None,
+    reg_synonyms: dict[str, dict[str, str]],
+    booleans: dict[str, tuple[str, ...]],
+) -> dict[str, str]:
     """Surface form -> canonical label, restricted to one dataset's label set."""
     lookup = {label: label for label in labels}
     if domain is None:
@@ -155,8 +159,14 @@ def _build(raw: dict[str, Any]) -> Registry:
             assert not unknown, f"registry: {d['name']} labels {unknown} not in domain {task.domain.name}"
         counts = d.get("paper_counts")
         datasets[d["name"]] = Dataset(
-            name=d["name"], title=d["title"], source=d["source"], task=task, release_task=d["release_task"],
-            dimensions=tuple(d["dimensions"]), modalities=tuple(d["modalities"]), labels=labels,
+            name=d["name"],
+            title=d["title"],
+            source=d["source"],
+            task=task,
+            release_task=d["release_task"],
+            dimensions=tuple(d["dimensions"]),
+            modalities=tuple(d["modalities"]),
+            labels=labels,
             paper_counts=tuple(counts) if counts else None,
             _label_lookup=_label_lookup(labels, task.domain, synonyms, booleans),
         )

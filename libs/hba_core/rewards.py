@@ -39,12 +39,15 @@ def _same_answer(predicted: str | None, gold: str) -> bool:
     return predicted is not None and predicted.strip().casefold() == gold.strip().casefold()
 
 
-def accuracy_reward(prompts: Sequence[Any] | None, completions: Sequence[str], *, answer: Sequence[str | None],
-                    **_columns: Any) -> list[float | None]:
+def accuracy_reward(
+    prompts: Sequence[Any] | None, completions: Sequence[str], *, answer: Sequence[str | None], **_columns: Any
+) -> list[float | None]:
     """1.0 when the boxed answer equals the gold ``answer`` case-insensitively, else 0.0 (None: no gold)."""
     _check_lengths(completions, answer)
-    return [None if gold is None else float(_same_answer(extract_boxed(text), gold))
-            for text, gold in zip(completions, answer)]
+    return [
+        None if gold is None else float(_same_answer(extract_boxed(text), gold))
+        for text, gold in zip(completions, answer)
+    ]
 
 
 def format_reward(prompts: Sequence[Any] | None, completions: Sequence[str], **_columns: Any) -> list[float | None]:
@@ -52,8 +55,9 @@ def format_reward(prompts: Sequence[Any] | None, completions: Sequence[str], **_
     return [0.5 * has_think(text) + 0.5 * (extract_boxed(text) is not None) for text in completions]
 
 
-def similarity_reward(prompts: Sequence[Any] | None, completions: Sequence[str], *, answer: Sequence[str | None],
-                      **_columns: Any) -> list[float | None]:
+def similarity_reward(
+    prompts: Sequence[Any] | None, completions: Sequence[str], *, answer: Sequence[str | None], **_columns: Any
+) -> list[float | None]:
     """Cosine similarity of the boxed answer's and the gold answer's sentence embeddings, clamped to [0, 1].
 
     0.0 when the completion has no boxed answer (or an empty one); None when the gold answer is None.
@@ -84,8 +88,9 @@ class RewardBreakdown:
     similarity: float
 
 
-def grpo_rewards(completions: Sequence[str], answers: Sequence[str], *,
-                 weights: dict[str, float] | None = None) -> list[RewardBreakdown]:
+def grpo_rewards(
+    completions: Sequence[str], answers: Sequence[str], *, weights: dict[str, float] | None = None
+) -> list[RewardBreakdown]:
     """Eq. 5 for a batch: ``total = w_acc * r_acc + w_format * r_format + w_sim * r_sim``.
 
     ``weights`` overrides :data:`WEIGHTS` (same keys); a similarity weight of 0 skips the embedder.
@@ -134,6 +139,7 @@ def _cosines(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
         return {}
     texts = sorted({t for pair in pairs for t in pair})
     index = {t: i for i, t in enumerate(texts)}
-    emb = sentence_embedder().encode(texts, batch_size=256, convert_to_tensor=True, normalize_embeddings=True,
-                                     show_progress_bar=False)  # (T, 384), unit norm
+    emb = sentence_embedder().encode(
+        texts, batch_size=256, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+    )  # (T, 384), unit norm
     return {(p, g): float(emb[index[p]] @ emb[index[g]]) for p, g in pairs}

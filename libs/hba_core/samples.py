@@ -24,8 +24,18 @@ from hba_core import registry
 from hba_core.jsonl import LineError, PathLike, iter_jsonl
 
 OFFICIAL_FIELDS: tuple[str, ...] = (
-    "problem", "answer", "images", "videos", "audios", "dataset", "texts", "modality_signature",
-    "ext_video_feats", "ext_audio_feats", "task", "class_label",
+    "problem",
+    "answer",
+    "images",
+    "videos",
+    "audios",
+    "dataset",
+    "texts",
+    "modality_signature",
+    "ext_video_feats",
+    "ext_audio_feats",
+    "task",
+    "class_label",
 )
 MEDIA_FIELDS: tuple[str, ...] = ("images", "videos", "audios", "texts")
 # Fields that define a sample's identity when it carries no id: what it asks, about which media, and the truth.

@@ -71,8 +71,9 @@ def _grid(report: dict[str, Any], bold: tuple[str, str], underline: tuple[str, s
 
 def _task_grid(report: dict[str, Any], bold: tuple[str, str], underline: tuple[str, str]) -> list[list[str]]:
     codes = [code for code, _ in columns(report)]
-    per_column = [_marked([m["tasks"].get(c, {}).get("value") for m in report["models"]], bold, underline)
-                  for c in codes]
+    per_column = [
+        _marked([m["tasks"].get(c, {}).get("value") for m in report["models"]], bold, underline) for c in codes
+    ]
     return [[per_column[c][r] for c in range(len(codes))] for r in range(len(report["models"]))]
 
 
@@ -108,22 +109,34 @@ def to_delta(report: dict[str, Any]) -> str:
 
     for code, names in columns(report):
         for name in names:
-            lines.append(row(code, registry.dataset(name).title, base["datasets"].get(name, {}).get("value"),
-                             other["datasets"].get(name, {}).get("value")))
+            lines.append(
+                row(
+                    code,
+                    registry.dataset(name).title,
+                    base["datasets"].get(name, {}).get("value"),
+                    other["datasets"].get(name, {}).get("value"),
+                )
+            )
         if len(names) > 1:
-            lines.append(row(code, "mean", base["tasks"].get(code, {}).get("value"),
-                             other["tasks"].get(code, {}).get("value")))
+            lines.append(
+                row(code, "mean", base["tasks"].get(code, {}).get("value"), other["tasks"].get(code, {}).get("value"))
+            )
     return "\n".join(lines) + "\n"
 
 
 def to_intensity(report: dict[str, Any]) -> str:
     """Sentiment at each dataset's full intensity scale (paper Table 19: 7-class F1 and accuracy on
     CMU-MOSEI, the 5-class scale of CH-SIMS v2), one row per model; best per column in bold."""
-    names = [d.name for d in registry.datasets_of_task("SEN")
-             if any(d.name in m["datasets"] and len(d.labels) > 3 for m in report["models"])]
+    names = [
+        d.name
+        for d in registry.datasets_of_task("SEN")
+        if any(d.name in m["datasets"] and len(d.labels) > 3 for m in report["models"])
+    ]
     if not names:
-        raise HbaError("--format intensity needs a sentiment dataset with an intensity scale "
-                       "(mosei_senti or chsimsv2) in the truth")
+        raise HbaError(
+            "--format intensity needs a sentiment dataset with an intensity scale "
+            "(mosei_senti or chsimsv2) in the truth"
+        )
     cols: list[tuple[str, str]] = []
     header = ["Model"]
     for name in names:
@@ -167,8 +180,7 @@ def to_latex(report: dict[str, Any]) -> str:
     n = sum(len(names) for _, names in cols)
     head = " & ".join(rf"\multicolumn{{{len(names)}}}{{c}}{{{code}}}" for code, names in cols)
     sub = " & ".join(_tex(registry.dataset(name).title) for _, names in cols for name in names)
-    lines = [rf"\begin{{tabular}}{{l{'c' * n}}}", r"\toprule", rf"Model & {head} \\",
-             rf" & {sub} \\", r"\midrule"]
+    lines = [rf"\begin{{tabular}}{{l{'c' * n}}}", r"\toprule", rf"Model & {head} \\", rf" & {sub} \\", r"\midrule"]
     for model, cells in zip(report["models"], _grid(report, (r"\textbf{", "}"), (r"\underline{", "}"))):
         lines.append(" & ".join([_tex(model["name"]), *cells]).replace("–", "--") + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -185,8 +197,13 @@ def plot_heatmap(report: dict[str, Any], path: str | Path) -> Path:
 
     codes = [code for code, _ in columns(report)]
     names = [m["name"] for m in report["models"]]
-    values = np.array([[np.nan if m["tasks"][c]["value"] is None else m["tasks"][c]["value"] for c in codes]
-                       for m in report["models"]], dtype=float)
+    values = np.array(
+        [
+            [np.nan if m["tasks"][c]["value"] is None else m["tasks"][c]["value"] for c in codes]
+            for m in report["models"]
+        ],
+        dtype=float,
+    )
     shade = np.full_like(values, np.nan)
     for j in range(len(codes)):  # colour by rank within a task, as the figure compares models per task
         col = values[:, j]
@@ -199,8 +216,15 @@ def plot_heatmap(report: dict[str, Any], path: str | Path) -> Path:
     for i in range(len(names)):
         for j in range(len(codes)):
             dark = not np.isnan(shade[i, j]) and abs(shade[i, j] - 0.5) > 0.3
-            ax.text(j, i, fmt(None if np.isnan(values[i, j]) else float(values[i, j])), ha="center", va="center",
-                    fontsize=8, color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                fmt(None if np.isnan(values[i, j]) else float(values[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
     ax.set_title("Mean score per task")
     fig.tight_layout()
     with atomic_output(path) as stream:

@@ -94,8 +94,9 @@ def _numbered(rows: Iterable[tuple[int, dict[str, Any]] | dict[str, Any]]) -> It
         yield item if isinstance(item, tuple) else (number, item)
 
 
-def truth_from_rows(rows: Iterable[tuple[int, dict[str, Any]] | dict[str, Any]], path: str = "<rows>",
-                    pred_fields: tuple[str, ...] = ()) -> Truth:
+def truth_from_rows(
+    rows: Iterable[tuple[int, dict[str, Any]] | dict[str, Any]], path: str = "<rows>", pred_fields: tuple[str, ...] = ()
+) -> Truth:
     """Build the truth from sample rows (or ``(line, row)`` pairs); ids as :func:`hba_core.samples.sample_id`.
 
     Rows straight from :func:`hba_core.samples.iter_samples` already carry their (derived) ids.
@@ -127,16 +128,18 @@ def _build_truth(rows: Iterable[tuple[int, dict[str, Any]]], path: str, pred_fie
         if not (sid.__class__ is str and sid):
             sid = sample_id(row)
         if sid in index:
-            raise InputError(f"{path}:{line}", f"sample id {sid!r} repeats sample {index[sid] + 1} of the truth; "
-                                               "ids must be unique")
+            raise InputError(
+                f"{path}:{line}", f"sample id {sid!r} repeats sample {index[sid] + 1} of the truth; ids must be unique"
+            )
         index[sid] = n
         n += 1
         add_dataset(known[0])
         add_gold(known[1])
         for f in pred_fields:
             embedded[f].append(get(f))
-    return Truth(path, list(index), index, np.array(datasets, dtype=np.int16), np.array(gold, dtype=np.int16),
-                 names, embedded)
+    return Truth(
+        path, list(index), index, np.array(datasets, dtype=np.int16), np.array(gold, dtype=np.int16), names, embedded
+    )
 
 
 def load_truth(path: PathLike, pred_fields: tuple[str, ...] = ()) -> Truth:
@@ -148,9 +151,15 @@ def _new_counts() -> dict[str, int]:
     return dict.fromkeys(("lines", "matched", "missing", "duplicate", "unknown_id", "invalid"), 0)
 
 
-def predictions_from_rows(name: str, rows: Iterable[tuple[int, dict[str, Any]] | dict[str, Any]], truth: Truth,
-                          *, source: str = "<rows>", strict: bool = False,
-                          bad_lines: list[LineError] | None = None) -> Predictions:
+def predictions_from_rows(
+    name: str,
+    rows: Iterable[tuple[int, dict[str, Any]] | dict[str, Any]],
+    truth: Truth,
+    *,
+    source: str = "<rows>",
+    strict: bool = False,
+    bad_lines: list[LineError] | None = None,
+) -> Predictions:
     """Align ``{"id", "prediction"}`` rows (or ``(line, row)`` pairs) to the truth, counting every problem.
 
     A duplicate id keeps its first prediction; ids not in the truth, rows without an id and
@@ -160,8 +169,14 @@ def predictions_from_rows(name: str, rows: Iterable[tuple[int, dict[str, Any]] |
     return _align(name, _numbered(rows), truth, source, strict, bad_lines)
 
 
-def _align(name: str, rows: Iterable[tuple[int, dict[str, Any]]], truth: Truth, source: str, strict: bool,
-           bad_lines: list[LineError] | None) -> Predictions:
+def _align(
+    name: str,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    truth: Truth,
+    source: str,
+    strict: bool,
+    bad_lines: list[LineError] | None,
+) -> Predictions:
     counts, problems = _new_counts(), []
     texts: list[Any] = [None] * len(truth.ids)
     present = bytearray(len(truth.ids))  # a bytearray: item access is far cheaper than on a numpy array
@@ -178,20 +193,44 @@ def _align(name: str, rows: Iterable[tuple[int, dict[str, Any]]], truth: Truth, 
             sid = sample_id(row)  # a samples-shaped row without id: derive it as everywhere else
         text = row.get("prediction")
         if not (sid.__class__ is str and sid):
-            _problem(f"{source}:{line}", 'no "id" (a non-empty string): add the sample id', problems, counts,
-                     "invalid", strict)
+            _problem(
+                f"{source}:{line}",
+                'no "id" (a non-empty string): add the sample id',
+                problems,
+                counts,
+                "invalid",
+                strict,
+            )
             continue
         if text is not None and text.__class__ is not str:
-            _problem(f"{source}:{line}", f'"prediction" must be a string or null, got {type(text).__name__}',
-                     problems, counts, "invalid", strict)
+            _problem(
+                f"{source}:{line}",
+                f'"prediction" must be a string or null, got {type(text).__name__}',
+                problems,
+                counts,
+                "invalid",
+                strict,
+            )
             continue
         i = index.get(sid)
         if i is None:
-            _problem(f"{source}:{line}", f"id {sid!r} is not in the truth {truth.path}", problems, counts,
-                     "unknown_id", strict)
+            _problem(
+                f"{source}:{line}",
+                f"id {sid!r} is not in the truth {truth.path}",
+                problems,
+                counts,
+                "unknown_id",
+                strict,
+            )
         elif present[i]:
-            _problem(f"{source}:{line}", f"duplicate prediction for {sid!r} (the first one is kept)", problems,
-                     counts, "duplicate", strict)
+            _problem(
+                f"{source}:{line}",
+                f"duplicate prediction for {sid!r} (the first one is kept)",
+                problems,
+                counts,
+                "duplicate",
+                strict,
+            )
         else:
             present[i] = 1
             texts[i] = text
@@ -204,8 +243,9 @@ def _align(name: str, rows: Iterable[tuple[int, dict[str, Any]]], truth: Truth, 
     if strict and counts["missing"]:
         first = truth.ids[int(np.flatnonzero(~mask)[0])]
         raise InputError(source, f"{counts['missing']} truth samples have no prediction (first: {first!r}) (--strict)")
-    return Predictions(name, source, texts, mask, counts, problems,
-                       models_named=frozenset(m for m in named if isinstance(m, str)))
+    return Predictions(
+        name, source, texts, mask, counts, problems, models_named=frozenset(m for m in named if isinstance(m, str))
+    )
 
 
 def load_predictions(path: PathLike, name: str, truth: Truth, strict: bool = False) -> Predictions:
@@ -234,27 +274,44 @@ def embedded_predictions(truth: Truth, field_name: str) -> Predictions:
     return Predictions(field_name, f"{truth.path}#{field_name}", list(values), present, counts, problems)
 
 
-def attach_judgments(preds: Predictions, rows: Iterable[tuple[int, dict[str, Any]]], truth: Truth, source: str,
-                     strict: bool = False, model: str | None = None) -> None:
+def attach_judgments(
+    preds: Predictions,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    truth: Truth,
+    source: str,
+    strict: bool = False,
+    model: str | None = None,
+) -> None:
     """Read hba-judge rows into ``preds.judgments``; with ``model``, only rows whose ``model`` field names it."""
     codes = np.zeros(len(truth.ids), dtype=np.int8)
-    counts = dict.fromkeys(("lines", "matched", "duplicate", "unknown_id", "invalid", "not_free_text",
-                            "other_model", "unjudged"), 0)
+    counts = dict.fromkeys(
+        ("lines", "matched", "duplicate", "unknown_id", "invalid", "not_free_text", "other_model", "unjudged"), 0
+    )
     free = np.array([registry.dataset(n).is_free_text for n in truth.names])[truth.dataset]
     for line, row in rows:
         where = f"{source}:{line}"
         if model is not None:
             if not isinstance(row.get("model"), str):
-                raise InputError(where, "judgment has no \"model\" field, so it cannot be told which of several "
-                                        "models it judges; give one --judgments NAME=FILE per model")
+                raise InputError(
+                    where,
+                    'judgment has no "model" field, so it cannot be told which of several '
+                    "models it judges; give one --judgments NAME=FILE per model",
+                )
             if row["model"] != model:
                 counts["other_model"] += 1
                 continue
         counts["lines"] += 1
         sid, status, correct = row.get("id"), row.get("status"), row.get("correct")
         if not isinstance(sid, str) or status not in JUDGE_STATUSES or (status == "ok") != isinstance(correct, bool):
-            _problem(where, "not a judgment: needs id, status (ok|unparseable|error|skipped) and correct "
-                            "(true/false when ok, else null)", preds.problems, counts, "invalid", strict)
+            _problem(
+                where,
+                "not a judgment: needs id, status (ok|unparseable|error|skipped) and correct "
+                "(true/false when ok, else null)",
+                preds.problems,
+                counts,
+                "invalid",
+                strict,
+            )
             continue
         i = truth.index.get(sid)
         if i is None:
@@ -262,8 +319,14 @@ def attach_judgments(preds: Predictions, rows: Iterable[tuple[int, dict[str, Any
         elif not free[i]:
             counts["not_free_text"] += 1
         elif codes[i] != _J_NONE:
-            _problem(where, f"duplicate judgment for {sid!r} (the first one is kept)", preds.problems, counts,
-                     "duplicate", strict)
+            _problem(
+                where,
+                f"duplicate judgment for {sid!r} (the first one is kept)",
+                preds.problems,
+                counts,
+                "duplicate",
+                strict,
+            )
         else:
             codes[i] = (_J_TRUE if correct else _J_FALSE) if status == "ok" else 2 + JUDGE_STATUSES.index(status)
     counts["matched"] = int((codes != _J_NONE).sum())
@@ -273,8 +336,9 @@ def attach_judgments(preds: Predictions, rows: Iterable[tuple[int, dict[str, Any
     preds.judgments, preds.judgment_counts = codes, counts
 
 
-def load_judgments(path: PathLike, preds: Predictions, truth: Truth, strict: bool = False,
-                   model: str | None = None) -> None:
+def load_judgments(
+    path: PathLike, preds: Predictions, truth: Truth, strict: bool = False, model: str | None = None
+) -> None:
     bad: list[LineError] = []
     rows = iter_jsonl(path, None if strict else bad)
     attach_judgments(preds, rows, truth, display_name(path), strict, model)
@@ -328,18 +392,26 @@ def score_dataset(truth: Truth, preds: Predictions, d: int, examples: int = 3) -
     metric = ds.task.metric.name
     idx = np.flatnonzero(truth.dataset == d)
     present = preds.present[idx]
-    report: dict[str, Any] = {"task": ds.task.code, "metric": metric, "samples": int(idx.size),
-                              "missing": int((~present).sum())}
+    report: dict[str, Any] = {
+        "task": ds.task.code,
+        "metric": metric,
+        "samples": int(idx.size),
+        "missing": int((~present).sum()),
+    }
     if ds.is_free_text:
         report["value"] = None
         if preds.judgments is None:
             gold = np.zeros(idx.size, dtype=np.int64)
-            report.update(n=int(idx.size), notes=["no judgments were given for this model: run hba-judge and "
-                                                  "pass --judgments"])
+            report.update(
+                n=int(idx.size), notes=["no judgments were given for this model: run hba-judge and pass --judgments"]
+            )
             return DatasetScore(metric, 1, gold, np.full(idx.size, -1), report)
         codes = preds.judgments[idx]
-        judged = {"true": int((codes == _J_TRUE).sum()), "false": int((codes == _J_FALSE).sum()),
-                  "unjudged": int((codes == _J_NONE).sum())}
+        judged = {
+            "true": int((codes == _J_TRUE).sum()),
+            "false": int((codes == _J_FALSE).sum()),
+            "unjudged": int((codes == _J_NONE).sum()),
+        }
         judged.update({s: int((codes == 2 + i).sum()) for i, s in enumerate(JUDGE_STATUSES) if s != "ok"})
         gold, pred = np.zeros(idx.size, dtype=np.int64), np.where(codes == _J_TRUE, 0, -1)
         result = evaluate(confusion(gold, pred, 1), metric)
@@ -406,8 +478,9 @@ def _task_means(per_dataset: dict[str, DatasetScore], reps: dict[str, np.ndarray
     return tasks
 
 
-def score_model(truth: Truth, preds: Predictions, *, bootstrap: int = 0, seed: int = 0, model_index: int = 0,
-                examples: int = 3) -> tuple[dict[str, Any], dict[str, DatasetScore]]:
+def score_model(
+    truth: Truth, preds: Predictions, *, bootstrap: int = 0, seed: int = 0, model_index: int = 0, examples: int = 3
+) -> tuple[dict[str, Any], dict[str, DatasetScore]]:
     """One model's report section (counts, per dataset, per task) and its per-dataset scores."""
     present = sorted(set(np.unique(truth.dataset).tolist()))
     per_dataset = {truth.names[d]: score_dataset(truth, preds, d, examples) for d in present}
@@ -420,15 +493,21 @@ def score_model(truth: Truth, preds: Predictions, *, bootstrap: int = 0, seed: i
             s.report["ci"] = percentile_ci(reps[name]) if s.report["value"] is not None else None
     counts = dict(preds.counts)
     counts["unparseable"] = sum(s.report.get("unparseable", 0) for s in per_dataset.values())
-    section = {"name": preds.name, "source": preds.source, "counts": counts,
-               "judgments": preds.judgment_counts, "problems": preds.problems,
-               "datasets": {n: s.report for n, s in per_dataset.items()},
-               "tasks": _task_means(per_dataset, reps)}
+    section = {
+        "name": preds.name,
+        "source": preds.source,
+        "counts": counts,
+        "judgments": preds.judgment_counts,
+        "problems": preds.problems,
+        "datasets": {n: s.report for n, s in per_dataset.items()},
+        "tasks": _task_means(per_dataset, reps),
+    }
     return section, per_dataset
 
 
-def compare_models(a: dict[str, DatasetScore], b: dict[str, DatasetScore], replicates: int, seed: int,
-                   level: float = 0.95) -> dict[str, Any]:
+def compare_models(
+    a: dict[str, DatasetScore], b: dict[str, DatasetScore], replicates: int, seed: int, level: float = 0.95
+) -> dict[str, Any]:
     """Paired bootstrap of A - B on the same resampled samples, per dataset and per task (mean over datasets)."""
     datasets: dict[str, Any] = {}
     deltas: dict[str, np.ndarray] = {}
@@ -441,36 +520,53 @@ def compare_models(a: dict[str, DatasetScore], b: dict[str, DatasetScore], repli
         cm_a, cm_b = paired_bootstrap_confusions(sa.gold, sa.pred, sb.pred, sa.k, replicates, _rng(seed, 99, d))
         fn = METRICS[sa.metric]
         deltas[name] = fn(cm_a) - fn(cm_b)
-        datasets[name] = {"delta": sa.report["value"] - sb.report["value"],
-                          "ci": percentile_ci(deltas[name], level), "p_value": paired_p_value(deltas[name])}
+        datasets[name] = {
+            "delta": sa.report["value"] - sb.report["value"],
+            "ci": percentile_ci(deltas[name], level),
+            "p_value": paired_p_value(deltas[name]),
+        }
     tasks: dict[str, Any] = {}
     for code in registry.get().tasks:
         names = [d.name for d in registry.datasets_of_task(code) if d.name in deltas]
         if not names:
             continue
         stack = np.nanmean(np.stack([deltas[n] for n in names]), axis=0)
-        tasks[code] = {"delta": float(np.mean([datasets[n]["delta"] for n in names])), "datasets": names,
-                       "ci": percentile_ci(stack, level), "p_value": paired_p_value(stack)}
+        tasks[code] = {
+            "delta": float(np.mean([datasets[n]["delta"] for n in names])),
+            "datasets": names,
+            "ci": percentile_ci(stack, level),
+            "p_value": paired_p_value(stack),
+        }
     return {"datasets": datasets, "tasks": tasks}
 
 
-def score(truth: Truth, models: list[Predictions], *, bootstrap: int = 0, seed: int = 0,
-          compare: tuple[str, str] | None = None, examples: int = 3) -> dict[str, Any]:
+def score(
+    truth: Truth,
+    models: list[Predictions],
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    compare: tuple[str, str] | None = None,
+    examples: int = 3,
+) -> dict[str, Any]:
     """The full report (see schemas/score-report.schema.json): every model, optional intervals and a paired test."""
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise InputError("--name", f"model names must be unique, got {', '.join(names)}")
     sections, scores = [], {}
     for i, preds in enumerate(models):
-        section, per_dataset = score_model(truth, preds, bootstrap=bootstrap, seed=seed, model_index=i,
-                                           examples=examples)
+        section, per_dataset = score_model(
+            truth, preds, bootstrap=bootstrap, seed=seed, model_index=i, examples=examples
+        )
         sections.append(section)
         scores[preds.name] = per_dataset
     counts = {n: int((truth.dataset == d).sum()) for d, n in enumerate(truth.names) if (truth.dataset == d).any()}
     report: dict[str, Any] = {
-        "version": 1, "truth": {"path": truth.path, "samples": len(truth.ids), "datasets": counts},
+        "version": 1,
+        "truth": {"path": truth.path, "samples": len(truth.ids), "datasets": counts},
         "bootstrap": {"replicates": bootstrap, "seed": seed, "confidence": 0.95} if bootstrap else None,
-        "models": sections, "comparisons": [],
+        "models": sections,
+        "comparisons": [],
     }
     if compare is not None:
         for side in compare:

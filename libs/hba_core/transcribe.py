@@ -77,8 +77,10 @@ def load_whisper(model: str, device: str) -> Any:  # whisper.model.Whisper
     try:
         return whisper.load_model(model, device=device)
     except (urllib.error.URLError, OSError) as exc:
-        raise HbaError(f"cannot load whisper model {model!r} ({exc}); without network, download it elsewhere "
-                       "into ~/.cache/whisper or pass the checkpoint's path to --model") from None
+        raise HbaError(
+            f"cannot load whisper model {model!r} ({exc}); without network, download it elsewhere "
+            "into ~/.cache/whisper or pass the checkpoint's path to --model"
+        ) from None
 
 
 def _transcribe_batch(model: Any, audios: list[np.ndarray], language: str | None) -> list[tuple[str, str]]:
@@ -90,8 +92,12 @@ def _transcribe_batch(model: Any, audios: list[np.ndarray], language: str | None
     out: list[tuple[str, str] | None] = [None] * len(audios)
     short = [i for i, a in enumerate(audios) if a.size <= WINDOW_SECONDS * SAMPLE_RATE]
     if short:
-        mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audios[i])),
-                                                        n_mels=model.dims.n_mels) for i in short])  # (B, n_mels, 3000)
+        mels = torch.stack(
+            [
+                whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audios[i])), n_mels=model.dims.n_mels)
+                for i in short
+            ]
+        )  # (B, n_mels, 3000)
         options = whisper.DecodingOptions(language=language, fp16=fp16, without_timestamps=True)
         for i, result in zip(short, whisper.decode(model, mels.to(model.device), options)):
             out[i] = (result.text.strip(), result.language)
@@ -102,10 +108,19 @@ def _transcribe_batch(model: Any, audios: list[np.ndarray], language: str | None
     return out  # type: ignore[return-value]
 
 
-def transcribe_samples(samples: PathLike, root: PathLike, out: PathLike, *, model: str = "large-v3",
-                       device: str | None = None, batch_size: int = 8, language: str | None = None,
-                       force: bool = False, cache: PathLike | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> TranscribeSummary:
+def transcribe_samples(
+    samples: PathLike,
+    root: PathLike,
+    out: PathLike,
+    *,
+    model: str = "large-v3",
+    device: str | None = None,
+    batch_size: int = 8,
+    language: str | None = None,
+    force: bool = False,
+    cache: PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TranscribeSummary:
     """Write ``samples`` to ``out`` with a Whisper transcript for every sample that lacks one (``force``: all).
 
     ``cache`` (default ``<out>.transcripts.jsonl``) keeps one line per transcribed media file and
@@ -133,7 +148,7 @@ def transcribe_samples(samples: PathLike, root: PathLike, out: PathLike, *, mode
         whisper_model = load_whisper(model, device or _default_device()) if pending else None
         for start in range(0, len(pending), batch_size):
             keys, audios = [], []
-            for key in pending[start:start + batch_size]:
+            for key in pending[start : start + batch_size]:
                 try:
                     audios.append(decode_audio(resolve_media(root, key)))
                     keys.append(key)
@@ -141,8 +156,12 @@ def transcribe_samples(samples: PathLike, root: PathLike, out: PathLike, *, mode
                     summary.errors.append((key, exc.message))
             if keys:
                 results = _transcribe_batch(whisper_model, audios, language)
-                writer.write([{"key": prefix + k, "media": k, "model": label, "text": text, "language": lang}
-                              for k, (text, lang) in zip(keys, results)])
+                writer.write(
+                    [
+                        {"key": prefix + k, "media": k, "model": label, "text": text, "language": lang}
+                        for k, (text, lang) in zip(keys, results)
+                    ]
+                )
                 found.update(zip(keys, results))
                 summary.media_transcribed += len(keys)
             if progress:
@@ -151,8 +170,9 @@ def transcribe_samples(samples: PathLike, root: PathLike, out: PathLike, *, mode
     return summary
 
 
-def _updated(rows: list[dict[str, Any]], found: dict[str, tuple[str, str]], label: str, force: bool,
-             summary: TranscribeSummary) -> Any:
+def _updated(
+    rows: list[dict[str, Any]], found: dict[str, tuple[str, str]], label: str, force: bool, summary: TranscribeSummary
+) -> Any:
     for sample in rows:
         summary.samples += 1
         media = media_of(sample)

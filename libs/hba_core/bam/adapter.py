@@ -56,12 +56,13 @@ class BehavioralAdapter(nn.Module):
 class AdapterSet(nn.Module):
     """The adapters of one dataset (audio and/or video), summing their residuals."""
 
-    def __init__(self, feat_dims: dict[str, int], out_dim: int, hidden: int = 256, dropout: float = 0.1,
-                 alpha_init: float = 0.1):
+    def __init__(
+        self, feat_dims: dict[str, int], out_dim: int, hidden: int = 256, dropout: float = 0.1, alpha_init: float = 0.1
+    ):
         super().__init__()
-        self.adapters = nn.ModuleDict({
-            stream: BehavioralAdapter(dim, out_dim, hidden, dropout, alpha_init) for stream, dim in feat_dims.items()
-        })
+        self.adapters = nn.ModuleDict(
+            {stream: BehavioralAdapter(dim, out_dim, hidden, dropout, alpha_init) for stream, dim in feat_dims.items()}
+        )
 
     @property
     def streams(self) -> list[str]:
@@ -71,7 +72,8 @@ class AdapterSet(nn.Module):
         """Sum of the streams' residuals, (B, H)."""
         return sum(adapter(feats[s], valid[s]) for s, adapter in self.adapters.items())  # type: ignore[return-value]
 
-    def forward(self, h_pooled: torch.Tensor, feats: dict[str, torch.Tensor],
-                valid: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, h_pooled: torch.Tensor, feats: dict[str, torch.Tensor], valid: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """h_adapt = h_penult + dh, (B, H)."""
         return h_pooled + self.delta(feats, valid).to(h_pooled.dtype)

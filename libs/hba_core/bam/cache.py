@@ -80,14 +80,15 @@ class PooledCache:
         self._vectors.update(zip(keys, h.astype(np.float32)))
 
 
-def cached_vectors(cache: PooledCache | None, keys: list[str],
-                   compute: Callable[[list[int]], np.ndarray], *, chunk: int = 256) -> tuple[np.ndarray, int]:
+def cached_vectors(
+    cache: PooledCache | None, keys: list[str], compute: Callable[[list[int]], np.ndarray], *, chunk: int = 256
+) -> tuple[np.ndarray, int]:
     """Vectors for ``keys`` in order: cached ones read, the rest computed (``compute(indices) -> (n, H)``) in
     chunks and added. Returns (matrix (N, H), number computed). Without a cache everything is computed."""
     missing = [i for i, k in enumerate(keys) if cache is None or k not in cache]
     computed: dict[int, np.ndarray] = {}
     for start in range(0, len(missing), chunk):
-        part = missing[start:start + chunk]
+        part = missing[start : start + chunk]
         h = compute(part)
         computed.update(zip(part, h))
         if cache is not None:

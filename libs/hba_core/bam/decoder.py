@@ -72,8 +72,9 @@ def lm_loss(thinker: Any, adapters: AdapterSet, batch: Any, feats: dict, valid: 
     return lm_loss_sum(logits, batch.lm_labels)
 
 
-def train_qa(thinker: Any, adapters: AdapterSet, train_batches: Batches, val_batches: Batches,
-             settings: BamSettings) -> tuple[int, list[EpochLog], torch.Tensor]:
+def train_qa(
+    thinker: Any, adapters: AdapterSet, train_batches: Batches, val_batches: Batches, settings: BamSettings
+) -> tuple[int, list[EpochLog], torch.Tensor]:
     """Train adapters + the LM head; keep the epoch with the lowest validation token CE.
 
     ``*_batches(epoch)`` yield (collated batch with targets, features, validity). Returns (best epoch,
@@ -82,8 +83,12 @@ def train_qa(thinker: Any, adapters: AdapterSet, train_batches: Batches, val_bat
     head = thinker.get_output_embeddings()
     original = head.weight.detach().clone()
     head.weight.requires_grad_(True)
-    optimizer = torch.optim.Adam([{"params": list(adapters.parameters()), "lr": settings.lr_adapter},
-                                  {"params": [head.weight], "lr": settings.lr_head}])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": list(adapters.parameters()), "lr": settings.lr_adapter},
+            {"params": [head.weight], "lr": settings.lr_head},
+        ]
+    )
     best: tuple[float, int, dict, torch.Tensor] | None = None
     history: list[EpochLog] = []
     try:

@@ -57,8 +57,10 @@ def sample_features(store: Any, samples: list[dict[str, Any]], adapter: str) -> 
     missing: set[str] = set()
     for stream in BAM_STREAMS[adapter]:
         if stream not in store.streams:
-            raise HbaError(f"descriptor store {store.path} has no {stream!r} stream; "
-                           f"run hba-descriptors extract --streams {','.join(BAM_STREAMS[adapter])}")
+            raise HbaError(
+                f"descriptor store {store.path} has no {stream!r} stream; "
+                f"run hba-descriptors extract --streams {','.join(BAM_STREAMS[adapter])}"
+            )
         present = store.index(stream)
         missing.update(k for k in keys if k is not None and k not in present)
         values, valid_counts = pooled(store, stream, [k or "" for k in keys], missing="nan")

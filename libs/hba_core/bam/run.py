@@ -79,8 +79,9 @@ def _features(store: Any, rows: list[dict[str, Any]], adapter: str, report: dict
     return found
 
 
-def _backbone_pass(model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob,
-                   failed: list[str]) -> tuple[Callable[[list[int]], np.ndarray], dict[str, Any]]:
+def _backbone_pass(
+    model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob, failed: list[str]
+) -> tuple[Callable[[list[int]], np.ndarray], dict[str, Any]]:
     """``compute(indices) -> pooled h_penult (n, H)`` of those samples through the frozen backbone (NaN rows
     for samples whose media failed, their ids appended to ``failed``), and the media settings that key the cache."""
     from hba_core.model.batching import plan_batches
@@ -127,8 +128,13 @@ def _decodable(samples: list[dict[str, Any]], job: BamJob, processor: Any, faile
     return kept
 
 
-def _split(samples: list[dict[str, Any]], h: np.ndarray | HSource, store: Any, adapters: tuple[str, ...],
-           summary: dict[str, Any]) -> Split:
+def _split(
+    samples: list[dict[str, Any]],
+    h: np.ndarray | HSource,
+    store: Any,
+    adapters: tuple[str, ...],
+    summary: dict[str, Any],
+) -> Split:
     """A training split: rows whose h is known (cached matrix) or all rows (uncached: h computed per batch)."""
     from hba_core.model.collate import label_index
 
@@ -143,8 +149,9 @@ def _split(samples: list[dict[str, Any]], h: np.ndarray | HSource, store: Any, a
     return Split(torch.from_numpy(h[ok]) if isinstance(h, np.ndarray) else h, feats, valid, labels)
 
 
-def save_bam(out_dir: Path, dataset: str, adapters: AdapterSet, heads: dict[str, torch.Tensor],
-             meta: dict[str, Any]) -> Path:
+def save_bam(
+    out_dir: Path, dataset: str, adapters: AdapterSet, heads: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
     """``<out>/<dataset>/adapters.safetensors`` (adapters + ``heads`` tensors, e.g. ``head.weight`` or
     ``lm_head.weight``) + ``bam.json``, written to a temp folder then renamed."""
     import shutil
@@ -165,8 +172,17 @@ def save_bam(out_dir: Path, dataset: str, adapters: AdapterSet, heads: dict[str,
     return target
 
 
-def _train_free_text(model: Any, processor: Any, store: Any, name: str, splits: dict[str, list[dict[str, Any]]],
-                     adapters_for: tuple[str, ...], job: BamJob, out_dir: Path, report: dict[str, Any]) -> None:
+def _train_free_text(
+    model: Any,
+    processor: Any,
+    store: Any,
+    name: str,
+    splits: dict[str, list[dict[str, Any]]],
+    adapters_for: tuple[str, ...],
+    job: BamJob,
+    out_dir: Path,
+    report: dict[str, Any],
+) -> None:
     """The decoder path (:mod:`hba_core.bam.decoder`): teacher forcing with Δh before the last layer."""
     from hba_core.bam.decoder import train_qa
     from hba_core.model.batching import plan_batches
@@ -188,8 +204,10 @@ def _train_free_text(model: Any, processor: Any, store: Any, name: str, splits: 
     dims = {a: int(features[train_ids[0]][a][0].shape[0]) for a in adapters_for}
     adapters = AdapterSet(dims, hidden, job.settings.hidden, job.settings.dropout, job.settings.alpha_init)
     for a, adapter in adapters.adapters.items():
-        adapter.fit_normalizer(torch.from_numpy(np.stack([features[i][a][0] for i in train_ids])),
-                               torch.tensor([bool(features[i][a][1]) for i in train_ids]))
+        adapter.fit_normalizer(
+            torch.from_numpy(np.stack([features[i][a][0] for i in train_ids])),
+            torch.tensor([bool(features[i][a][1]) for i in train_ids]),
+        )
     micro = max(1, min(job.batch_size, job.settings.batch_size or default_batch_size(name)))
     report["backbone_passes"] = 0
 
@@ -205,18 +223,37 @@ def _train_free_text(model: Any, processor: Any, store: Any, name: str, splits: 
                 feats = {a: torch.from_numpy(np.stack([features[i][a][0] for i in batch.ids])) for a in adapters_for}
                 valid = {a: torch.tensor([bool(features[i][a][1]) for i in batch.ids]) for a in adapters_for}
                 yield batch, feats, valid
+
         return generate
 
     best_epoch, history, lm_weight = train_qa(model.thinker, adapters, batches("train"), batches("val"), job.settings)
-    meta = {"kind": "qa", "dataset": name, "task": registry.dataset(name).task.code, "labels": [],
-            "adapters": list(adapters_for), "feat_dims": dims, "no_raw_media": job.no_raw_media,
-            "settings": asdict(job.settings), "micro_batch": micro,
-            "store_streams": {s: store.streams[s] for s in store.streams},
-            "checkpoint_fingerprint": model_fingerprint(job.checkpoint), "fps": job.fps, "max_frames": job.max_frames,
-            "best_epoch": best_epoch, "history": [asdict(e) for e in history]}
+    meta = {
+        "kind": "qa",
+        "dataset": name,
+        "task": registry.dataset(name).task.code,
+        "labels": [],
+        "adapters": list(adapters_for),
+        "feat_dims": dims,
+        "no_raw_media": job.no_raw_media,
+        "settings": asdict(job.settings),
+        "micro_batch": micro,
+        "store_streams": {s: store.streams[s] for s in store.streams},
+        "checkpoint_fingerprint": model_fingerprint(job.checkpoint),
+        "fps": job.fps,
+        "max_frames": job.max_frames,
+        "best_epoch": best_epoch,
+        "history": [asdict(e) for e in history],
+    }
     saved = save_bam(out_dir, name, adapters, {"lm_head.weight": lm_weight}, meta)
-    report.update({"adapters": list(adapters_for), "feat_dims": dims, "best_epoch": best_epoch,
-                   "history": meta["history"], "saved": str(saved)})
+    report.update(
+        {
+            "adapters": list(adapters_for),
+            "feat_dims": dims,
+            "best_epoch": best_epoch,
+            "history": meta["history"],
+            "saved": str(saved),
+        }
+    )
 
 
 def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
@@ -276,8 +313,11 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
                 continue
             compute, key_settings = _backbone_pass(model, processor, rows, job, report["media_failed"])
             keys = [sample_key(s, key_settings) for s in rows]
-            h, computed = cached_vectors(cache, keys, compute) if rows else (
-                np.zeros((0, model.text_config.hidden_size), np.float32), 0)
+            h, computed = (
+                cached_vectors(cache, keys, compute)
+                if rows
+                else (np.zeros((0, model.text_config.hidden_size), np.float32), 0)
+            )
             report["backbone_passes"] += computed
             parts[split_name] = _split(rows, h, store, adapters_for, report)
         task = ds.task.code
@@ -287,23 +327,43 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
         head.load_state_dict(model.heads.heads[task].state_dict())
         torch.manual_seed(job.settings.seed)
         dims = {a: int(parts["train"].feats[a].shape[1]) for a in adapters_for}
-        adapters = AdapterSet(dims, model.text_config.hidden_size, job.settings.hidden, job.settings.dropout,
-                              job.settings.alpha_init)
+        adapters = AdapterSet(
+            dims, model.text_config.hidden_size, job.settings.hidden, job.settings.dropout, job.settings.alpha_init
+        )
         batch = job.settings.batch_size or default_batch_size(name)
         result = train_cls(adapters, head, parts["train"], parts["val"], replace(job.settings, batch_size=batch), batch)
-        report.update({"adapters": list(adapters_for), "feat_dims": dims, "best_epoch": result.best_epoch,
-                       "history": [asdict(e) for e in result.history],
-                       "seconds": round(time.perf_counter() - start, 3)})
-        meta = {"dataset": name, "task": task, "labels": model.label_space[task], "adapters": list(adapters_for),
-                "feat_dims": dims, "no_raw_media": job.no_raw_media, "settings": asdict(job.settings),
-                "batch_size": batch, "store_streams": {s: store.streams[s] for s in store.streams},
-                "checkpoint_fingerprint": model_fingerprint(job.checkpoint), "fps": job.fps,
-                "max_frames": job.max_frames, **{k: report[k] for k in ("best_epoch", "history")}}
+        report.update(
+            {
+                "adapters": list(adapters_for),
+                "feat_dims": dims,
+                "best_epoch": result.best_epoch,
+                "history": [asdict(e) for e in result.history],
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+        meta = {
+            "dataset": name,
+            "task": task,
+            "labels": model.label_space[task],
+            "adapters": list(adapters_for),
+            "feat_dims": dims,
+            "no_raw_media": job.no_raw_media,
+            "settings": asdict(job.settings),
+            "batch_size": batch,
+            "store_streams": {s: store.streams[s] for s in store.streams},
+            "checkpoint_fingerprint": model_fingerprint(job.checkpoint),
+            "fps": job.fps,
+            "max_frames": job.max_frames,
+            **{k: report[k] for k in ("best_epoch", "history")},
+        }
         heads = {f"head.{k}": v for k, v in result.head.state_dict().items()}
         saved = save_bam(out_dir, name, result.adapters, heads, {"kind": "cls", **meta})
         report["saved"] = str(saved)
-        print(f"bam: {name}: best epoch {result.best_epoch}, val CE "
-              f"{result.history[result.best_epoch - 1].val_loss:.4f} -> {saved}", file=log)
+        print(
+            f"bam: {name}: best epoch {result.best_epoch}, val CE "
+            f"{result.history[result.best_epoch - 1].val_loss:.4f} -> {saved}",
+            file=log,
+        )
     (out_dir).mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -61,8 +61,12 @@ class Split:
 
     def rows(self, index: torch.Tensor) -> Split:
         h = self.h[index] if isinstance(self.h, torch.Tensor) else self.h(index)
-        return Split(h, {k: v[index] for k, v in self.feats.items()},
-                     {k: v[index] for k, v in self.valid.items()}, self.labels[index])
+        return Split(
+            h,
+            {k: v[index] for k, v in self.feats.items()},
+            {k: v[index] for k, v in self.valid.items()},
+            self.labels[index],
+        )
 
 
 @dataclass
@@ -101,8 +105,9 @@ def evaluate(adapters: AdapterSet, head: nn.Linear, split: Split, batch_size: in
     return total / n, correct / n
 
 
-def train_cls(adapters: AdapterSet, head: nn.Linear, train: Split, val: Split, settings: BamSettings,
-              batch_size: int) -> TrainResult:
+def train_cls(
+    adapters: AdapterSet, head: nn.Linear, train: Split, val: Split, settings: BamSettings, batch_size: int
+) -> TrainResult:
     """Train adapters + head; return the state of the epoch with the lowest validation CE.
 
     Only ``adapters`` and ``head`` receive gradients (the vectors come from a frozen backbone).
@@ -110,10 +115,12 @@ def train_cls(adapters: AdapterSet, head: nn.Linear, train: Split, val: Split, s
     """
     for name, adapter in adapters.adapters.items():
         adapter.fit_normalizer(train.feats[name], train.valid[name])
-    optimizer = torch.optim.Adam([
-        {"params": list(adapters.parameters()), "lr": settings.lr_adapter},
-        {"params": list(head.parameters()), "lr": settings.lr_head},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": list(adapters.parameters()), "lr": settings.lr_adapter},
+            {"params": list(head.parameters()), "lr": settings.lr_head},
+        ]
+    )
     generator = torch.Generator().manual_seed(settings.seed)
     best: tuple[float, int, dict, dict] | None = None
     history: list[EpochLog] = []
@@ -123,7 +130,7 @@ def train_cls(adapters: AdapterSet, head: nn.Linear, train: Split, val: Split, s
         order = torch.randperm(len(train), generator=generator)
         running, seen = 0.0, 0
         for start in range(0, len(train), batch_size):
-            part = train.rows(order[start:start + batch_size])
+            part = train.rows(order[start : start + batch_size])
             loss = F.cross_entropy(head_logits(adapters, head, part), part.labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -87,10 +87,22 @@ def qa_instruction(context: str, question: str, options: list[str] | None = None
     return text
 
 
-def make_sample(dataset_name: str, *, split: str, instruction: str, question: str, answer: str,
-                class_label: str | None, video: str | None = None, audio: str | None = None,
-                transcript: str | None = None, transcript_slot: bool = True, source_ids: dict[str, Any],
-                original_label: Any = None, extra: dict[str, Any] | None = None) -> Sample:
+def make_sample(
+    dataset_name: str,
+    *,
+    split: str,
+    instruction: str,
+    question: str,
+    answer: str,
+    class_label: str | None,
+    video: str | None = None,
+    audio: str | None = None,
+    transcript: str | None = None,
+    transcript_slot: bool = True,
+    source_ids: dict[str, Any],
+    original_label: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> Sample:
     """One HBA sample in the paper's prompt-target format; media paths relative to the raw release.
 
     ``instruction`` may hold ``[[...]]`` parts shown only when there is a transcript (see
@@ -111,16 +123,22 @@ def make_sample(dataset_name: str, *, split: str, instruction: str, question: st
         "audios": [f"{prefix}/{audio}"] if audio else [],
         "dataset": dataset_name,
         "texts": [],
-        "modality_signature": modality_signature(text=text is not None or not (video or audio),
-                                                 video=bool(video), audio=bool(audio)),
+        "modality_signature": modality_signature(
+            text=text is not None or not (video or audio), video=bool(video), audio=bool(audio)
+        ),
         "ext_video_feats": [],
         "ext_audio_feats": [],
         "task": ds.release_task,
         "class_label": class_label,
         "split": split,
         "metadata": {
-            "question": question, "instruction": instruction, "instruction_template": template, "transcript": text,
-            "transcript_slot": transcript_slot, "source_ids": source_ids, "original_label": original_label,
+            "question": question,
+            "instruction": instruction,
+            "instruction_template": template,
+            "transcript": text,
+            "transcript_slot": transcript_slot,
+            "source_ids": source_ids,
+            "original_label": original_label,
             **(extra or {}),
         },
     }
@@ -153,8 +171,14 @@ def _media_problem(raw_dir: Path, sample: Sample) -> str | None:
     return None
 
 
-def build_source(source_name: str, raw_dir: str | Path, *, check_media: bool = True, strict: bool = False,
-                 summary: BuildSummary | None = None) -> Iterator[Sample | Reject]:
+def build_source(
+    source_name: str,
+    raw_dir: str | Path,
+    *,
+    check_media: bool = True,
+    strict: bool = False,
+    summary: BuildSummary | None = None,
+) -> Iterator[Sample | Reject]:
     """Run one adapter: yield its samples and rejects, checking labels and (unless ``check_media`` is off) media.
 
     With ``strict`` the first reject raises :class:`InputError` instead.

@@ -46,8 +46,10 @@ def sentiment_class(score: float) -> str:
 def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]:
     path = next((raw_dir / n for n in ("meta.csv", "label.csv") if (raw_dir / n).is_file()), None)
     if path is None:
-        raise InputError(str(raw_dir / "meta.csv"), "annotation file not found (meta.csv or label.csv); "
-                                                    "point --raw at the CH-SIMS v2 release folder")
+        raise InputError(
+            str(raw_dir / "meta.csv"),
+            "annotation file not found (meta.csv or label.csv); point --raw at the CH-SIMS v2 release folder",
+        )
     with open(path, encoding="utf-8-sig", newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
             where = f"{path}:{line}"
@@ -60,7 +62,16 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             clip_name = clip.zfill(4) if clip.isdigit() else clip
             video = f"Raw/{vid}/{clip_name}.mp4"
             label = sentiment_class(score)
-            yield make_sample("chsimsv2", split=split, instruction=label_instruction("chsimsv2", CONTEXT, QUESTION),
-                              question=QUESTION, answer=label, class_label=label, video=video, audio=video,
-                              transcript=row.get("text"), source_ids={"video_id": vid, "clip_id": clip, "file": video},
-                              original_label={"label": score, "annotation": row.get("annotation")})
+            yield make_sample(
+                "chsimsv2",
+                split=split,
+                instruction=label_instruction("chsimsv2", CONTEXT, QUESTION),
+                question=QUESTION,
+                answer=label,
+                class_label=label,
+                video=video,
+                audio=video,
+                transcript=row.get("text"),
+                source_ids={"video_id": vid, "clip_id": clip, "file": video},
+                original_label={"label": score, "annotation": row.get("annotation")},
+            )

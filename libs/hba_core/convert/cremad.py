@@ -21,11 +21,17 @@ from hba_core.convert.base import Reject, label_instruction, make_sample, requir
 from hba_core.convert.splits import SEVENTY_FIFTEEN_FIFTEEN, assign_splits
 
 SENTENCES = {
-    "IEO": "It's eleven o'clock.", "TIE": "That is exactly what happened.", "IOM": "I'm on my way to the meeting.",
-    "IWW": "I wonder what this is about.", "TAI": "The airplane is almost full.",
-    "MTI": "Maybe tomorrow it will be cold.", "IWL": "I would like a new alarm clock.",
-    "ITH": "I think I have a doctor's appointment.", "DFA": "Don't forget a jacket.",
-    "ITS": "I think I've seen this before.", "TSI": "The surface is slick.",
+    "IEO": "It's eleven o'clock.",
+    "TIE": "That is exactly what happened.",
+    "IOM": "I'm on my way to the meeting.",
+    "IWW": "I wonder what this is about.",
+    "TAI": "The airplane is almost full.",
+    "MTI": "Maybe tomorrow it will be cold.",
+    "IWL": "I would like a new alarm clock.",
+    "ITH": "I think I have a doctor's appointment.",
+    "DFA": "Don't forget a jacket.",
+    "ITS": "I think I've seen this before.",
+    "TSI": "The surface is slick.",
     "WSI": "We'll stop in a couple of minutes.",
 }
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -48,6 +54,15 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
     for _line, name, (actor, sentence, emotion, level) in rows:
         label = standard_label("cremad", EMOTIONS[emotion])
         ids = {"file": name, "actor": actor, "sentence": sentence, "level": level}
-        yield make_sample("cremad", split=splits[actor], instruction=label_instruction("cremad", CONTEXT, QUESTION),
-                          question=QUESTION, answer=label, class_label=label, audio=f"AudioWAV/{name}.wav",
-                          transcript=SENTENCES[sentence], source_ids=ids, original_label=emotion)
+        yield make_sample(
+            "cremad",
+            split=splits[actor],
+            instruction=label_instruction("cremad", CONTEXT, QUESTION),
+            question=QUESTION,
+            answer=label,
+            class_label=label,
+            audio=f"AudioWAV/{name}.wav",
+            transcript=SENTENCES[sentence],
+            source_ids=ids,
+            original_label=emotion,
+        )

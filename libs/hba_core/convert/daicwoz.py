@@ -18,9 +18,11 @@ from pathlib import Path
 
 from hba_core.convert.base import Reject, label_instruction, make_sample, require
 
-SPLITS = (("train", "train_split_Depression_AVEC2017.csv", "PHQ8_Binary", "PHQ8_Score"),
-          ("val", "dev_split_Depression_AVEC2017.csv", "PHQ8_Binary", "PHQ8_Score"),
-          ("test", "full_test_split.csv", "PHQ_Binary", "PHQ_Score"))
+SPLITS = (
+    ("train", "train_split_Depression_AVEC2017.csv", "PHQ8_Binary", "PHQ8_Score"),
+    ("val", "dev_split_Depression_AVEC2017.csv", "PHQ8_Binary", "PHQ8_Score"),
+    ("test", "full_test_split.csv", "PHQ_Binary", "PHQ_Score"),
+)
 CONTEXT = "The above is an audio recording of a clinical interview[[, along with the participant's transcript]]."
 QUESTION = "Does the participant show signs of depression?"
 
@@ -30,8 +32,11 @@ def participant_transcript(path: Path) -> str | None:
     if not path.is_file():
         return None
     with open(path, encoding="utf-8", newline="") as fh:
-        turns = [row.get("value", "") for row in csv.DictReader(fh, delimiter="\t")
-                 if (row.get("speaker") or "").strip().lower() == "participant"]
+        turns = [
+            row.get("value", "")
+            for row in csv.DictReader(fh, delimiter="\t")
+            if (row.get("speaker") or "").strip().lower() == "participant"
+        ]
     return " ".join(t.strip() for t in turns if t and t.strip()) or None
 
 
@@ -51,7 +56,15 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
                 label = "depression" if binary else "no depression"
                 audio = f"{pid}_P/{pid}_AUDIO.wav"
                 transcript = participant_transcript(raw_dir / f"{pid}_P" / f"{pid}_TRANSCRIPT.csv")
-                yield make_sample("daicwoz", split=split, instruction=label_instruction("daicwoz", CONTEXT, QUESTION),
-                                  question=QUESTION, answer=label, class_label=label, audio=audio,
-                                  transcript=transcript, source_ids={"participant_id": pid, "file": audio},
-                                  original_label={"phq8_binary": binary, "phq8_score": row.get(score_col)})
+                yield make_sample(
+                    "daicwoz",
+                    split=split,
+                    instruction=label_instruction("daicwoz", CONTEXT, QUESTION),
+                    question=QUESTION,
+                    answer=label,
+                    class_label=label,
+                    audio=audio,
+                    transcript=transcript,
+                    source_ids={"participant_id": pid, "file": audio},
+                    original_label={"phq8_binary": binary, "phq8_score": row.get(score_col)},
+                )

@@ -40,7 +40,18 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
                 if question and not question.endswith("?"):
                     question += "?"
                 ids = {"video_id": vid, "qid": row.get("qid"), "type": row.get("type")}
-                yield make_sample("intentqa", split=split, instruction=qa_instruction(CONTEXT, question, options),
-                                  question=question, answer=answer, class_label=None, video=f"videos/{vid}.mp4",
-                                  audio=f"videos/{vid}.mp4", transcript=None, transcript_slot=False,
-                                  source_ids=ids, original_label=int(row["answer"]), extra={"options": options})
+                yield make_sample(
+                    "intentqa",
+                    split=split,
+                    instruction=qa_instruction(CONTEXT, question, options),
+                    question=question,
+                    answer=answer,
+                    class_label=None,
+                    video=f"videos/{vid}.mp4",
+                    audio=f"videos/{vid}.mp4",
+                    transcript=None,
+                    transcript_slot=False,
+                    source_ids=ids,
+                    original_label=int(row["answer"]),
+                    extra={"options": options},
+                )

@@ -20,11 +20,16 @@ from pathlib import Path
 
 from hba_core.convert.base import Reject, label_instruction, make_sample, require, standard_label
 
-SPLITS = (("train", "train_sent_emo.csv", "train_splits"), ("val", "dev_sent_emo.csv", "dev_splits_complete"),
-          ("test", "test_sent_emo.csv", "output_repeated_splits_test"))
+SPLITS = (
+    ("train", "train_sent_emo.csv", "train_splits"),
+    ("val", "dev_sent_emo.csv", "dev_splits_complete"),
+    ("test", "test_sent_emo.csv", "output_repeated_splits_test"),
+)
 CONTEXT = "The above is a video and audio recording from a conversation[[, along with the transcript]]."
-QUESTIONS = {"meld_senti": ("Sentiment", "What is the sentiment of the speaker in this recording?"),
-             "meld_emotion": ("Emotion", "What emotion is the speaker expressing in this recording?")}
+QUESTIONS = {
+    "meld_senti": ("Sentiment", "What is the sentiment of the speaker in this recording?"),
+    "meld_emotion": ("Emotion", "What emotion is the speaker expressing in this recording?"),
+}
 
 
 def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]:
@@ -46,6 +51,16 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
                     if label is None:
                         yield Reject("meld", where, f"unknown label: {original!r} ({name})", ids)
                         continue
-                    yield make_sample(name, split=split, instruction=label_instruction(name, CONTEXT, question),
-                                      question=question, answer=label, class_label=label, video=clip, audio=clip,
-                                      transcript=text, source_ids=ids, original_label=original)
+                    yield make_sample(
+                        name,
+                        split=split,
+                        instruction=label_instruction(name, CONTEXT, question),
+                        question=question,
+                        answer=label,
+                        class_label=label,
+                        video=clip,
+                        audio=clip,
+                        transcript=text,
+                        source_ids=ids,
+                        original_label=original,
+                    )

@@ -32,8 +32,12 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
         for line, row in enumerate(csv.DictReader(fh), start=2):
             video, question, answer = (row.get(k, "") or "" for k in ("file_name", "question", "reference_answer"))
             if not (video.strip() and question.strip() and answer.strip()):
-                yield Reject("mimeqa", f"{path}:{line}",
-                             "unreadable row (file_name, question or reference_answer empty)", dict(row))
+                yield Reject(
+                    "mimeqa",
+                    f"{path}:{line}",
+                    "unreadable row (file_name, question or reference_answer empty)",
+                    dict(row),
+                )
                 continue
             rows.append((line, row, video.strip()))
     seeded = assign_splits([video for _, _, video in rows], FRACTIONS)
@@ -45,6 +49,17 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             yield Reject("mimeqa", f"{path}:{line}", f"unknown split: {given!r} (MimeQA has train and test only)", ids)
             continue
         question = row["question"].strip()
-        yield make_sample("mimeqa", split=split, instruction=qa_instruction(CONTEXT, question), question=question,
-                          answer=row["reference_answer"].strip(), class_label=None, video=video, audio=video,
-                          transcript=None, transcript_slot=False, source_ids=ids, original_label=None)
+        yield make_sample(
+            "mimeqa",
+            split=split,
+            instruction=qa_instruction(CONTEXT, question),
+            question=question,
+            answer=row["reference_answer"].strip(),
+            class_label=None,
+            video=video,
+            audio=video,
+            transcript=None,
+            transcript_slot=False,
+            source_ids=ids,
+            original_label=None,
+        )

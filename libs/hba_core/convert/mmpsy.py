@@ -22,9 +22,10 @@ from hba_core.convert.splits import SEVENTY_FIFTEEN_FIFTEEN, assign_splits
 
 CUTOFF = 10  # PHQ-9 and GAD-7: scores of 10 and more are moderate or severe
 CONTEXT = "The above is the transcript of a participant's answers in a mental health interview."
-TARGETS = (("mmpsy_depression", "phq-label", "depression", "no depression",
-            "Does the participant show signs of depression?"),
-           ("mmpsy_anxiety", "gad-label", "anxiety", "no anxiety", "Does the participant show signs of anxiety?"))
+TARGETS = (
+    ("mmpsy_depression", "phq-label", "depression", "no depression", "Does the participant show signs of depression?"),
+    ("mmpsy_anxiety", "gad-label", "anxiety", "no anxiety", "Does the participant show signs of anxiety?"),
+)
 
 
 def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]:
@@ -46,6 +47,14 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
                 yield Reject("mmpsy", where, f"unreadable row ({key}: {exc})", {"user_id": user, "dataset": name})
                 continue
             label = positive if score >= CUTOFF else negative
-            yield make_sample(name, split=splits[user], instruction=label_instruction(name, CONTEXT, question),
-                              question=question, answer=label, class_label=label, transcript=transcript,
-                              source_ids={"user_id": user, "files": list(row["audios"])}, original_label=scale)
+            yield make_sample(
+                name,
+                split=splits[user],
+                instruction=label_instruction(name, CONTEXT, question),
+                question=question,
+                answer=label,
+                class_label=label,
+                transcript=transcript,
+                source_ids={"user_id": user, "files": list(row["audios"])},
+                original_label=scale,
+            )

@@ -31,8 +31,10 @@ EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")  # s3prl lab
 FOLD_NAMES = {"standard_train_fold": "train", "standard_valid_fold": "val", "standard_test_fold": "test"}
 SPLIT_CODES = {"0": "train", "1": "val", "2": "test"}
 CONTEXT = "The above is a video and audio recording of a person giving an opinion[[, along with the transcript]]."
-QUESTIONS = {"mosei_senti": "What is the sentiment intensity of the speaker in this recording?",
-             "mosei_emotion": "What emotion is the speaker expressing most strongly in this recording?"}
+QUESTIONS = {
+    "mosei_senti": "What is the sentiment intensity of the speaker in this recording?",
+    "mosei_emotion": "What emotion is the speaker expressing most strongly in this recording?",
+}
 
 
 def read_folds(path: Path) -> dict[str, str]:
@@ -106,12 +108,30 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             ids["file"] = clip
             transcript = _transcripts(raw_dir, vid, cache).get(index)
             senti = sentiment_class(score)
-            yield make_sample("mosei_senti", split=split, question=QUESTIONS["mosei_senti"],
-                              instruction=label_instruction("mosei_senti", CONTEXT, QUESTIONS["mosei_senti"]),
-                              answer=senti, class_label=senti, video=clip, audio=clip, transcript=transcript,
-                              source_ids=ids, original_label=score)
+            yield make_sample(
+                "mosei_senti",
+                split=split,
+                question=QUESTIONS["mosei_senti"],
+                instruction=label_instruction("mosei_senti", CONTEXT, QUESTIONS["mosei_senti"]),
+                answer=senti,
+                class_label=senti,
+                video=clip,
+                audio=clip,
+                transcript=transcript,
+                source_ids=ids,
+                original_label=score,
+            )
             if emotion is not None:
-                yield make_sample("mosei_emotion", split=split, question=QUESTIONS["mosei_emotion"],
-                                  instruction=label_instruction("mosei_emotion", CONTEXT, QUESTIONS["mosei_emotion"]),
-                                  answer=emotion, class_label=emotion, video=clip, audio=clip, transcript=transcript,
-                                  source_ids=ids, original_label=emotion_original)
+                yield make_sample(
+                    "mosei_emotion",
+                    split=split,
+                    question=QUESTIONS["mosei_emotion"],
+                    instruction=label_instruction("mosei_emotion", CONTEXT, QUESTIONS["mosei_emotion"]),
+                    answer=emotion,
+                    class_label=emotion,
+                    video=clip,
+                    audio=clip,
+                    transcript=transcript,
+                    source_ids=ids,
+                    original_label=emotion_original,
+                )

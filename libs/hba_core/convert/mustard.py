@@ -35,8 +35,17 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
         label = "sarcasm" if value else "not sarcasm"
         clip = f"utterances_final/{key}.mp4"
         ids = {"id": key, "speaker": row.get("speaker"), "show": row.get("show"), "file": clip}
-        yield make_sample("mmsd", split=splits[key], instruction=label_instruction("mmsd", CONTEXT, QUESTION),
-                          question=QUESTION, answer=label, class_label=label, video=clip, audio=clip,
-                          transcript=row["utterance"], source_ids=ids, original_label=value,
-                          extra={"context": row.get("context", []),
-                                 "context_speakers": row.get("context_speakers", [])})
+        yield make_sample(
+            "mmsd",
+            split=splits[key],
+            instruction=label_instruction("mmsd", CONTEXT, QUESTION),
+            question=QUESTION,
+            answer=label,
+            class_label=label,
+            video=clip,
+            audio=clip,
+            transcript=row["utterance"],
+            source_ids=ids,
+            original_label=value,
+            extra={"context": row.get("context", []), "context_speakers": row.get("context_speakers", [])},
+        )

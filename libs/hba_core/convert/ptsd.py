@@ -29,15 +29,26 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
     rows = []
     for rel in videos:
         folder = rel.parts[0] if len(rel.parts) > 1 else ""
-        label = standard_label("ptsd_in_the_wild", folder.replace("_", " ").replace("-", " ")) or \
-            standard_label("ptsd_in_the_wild", folder)
+        label = standard_label("ptsd_in_the_wild", folder.replace("_", " ").replace("-", " ")) or standard_label(
+            "ptsd_in_the_wild", folder
+        )
         if label is None:
             yield Reject("ptsd", str(rel), f"unknown label: folder {folder!r} names no class", {"file": rel.as_posix()})
             continue
         rows.append((rel.as_posix(), folder, label))
     splits = assign_splits([rel for rel, _, _ in rows], EIGHTY_TEN_TEN)
     for rel, folder, label in rows:
-        yield make_sample("ptsd_in_the_wild", split=splits[rel], question=QUESTION,
-                          instruction=label_instruction("ptsd_in_the_wild", CONTEXT, QUESTION), answer=label,
-                          class_label=label, video=rel, audio=rel, transcript=None, transcript_slot=False,
-                          source_ids={"file": rel}, original_label=folder)
+        yield make_sample(
+            "ptsd_in_the_wild",
+            split=splits[rel],
+            question=QUESTION,
+            instruction=label_instruction("ptsd_in_the_wild", CONTEXT, QUESTION),
+            answer=label,
+            class_label=label,
+            video=rel,
+            audio=rel,
+            transcript=None,
+            transcript_slot=False,
+            source_ids={"file": rel},
+            original_label=folder,
+        )

@@ -25,8 +25,11 @@ from hba_core.jsonl import LineError, atomic_output, dumps_line, iter_jsonl
 from hba_core.media import resolve_media
 from hba_core.samples import MEDIA_FIELDS, sample_id
 
-RELEASE_FILES = {"train": "final_v8_train_cleaned_2.jsonl", "val": "final_v8_val_cleaned.jsonl",
-                 "test": "final_v8_test_cleaned.jsonl"}
+RELEASE_FILES = {
+    "train": "final_v8_train_cleaned_2.jsonl",
+    "val": "final_v8_val_cleaned.jsonl",
+    "test": "final_v8_test_cleaned.jsonl",
+}
 OUR_FIELDS = ("id", "split", "metadata")
 _SPLIT_IN_NAME = re.compile(r"(?:^|[_\-./])(train|val|valid|validation|dev|test)(?:[_\-./]|$)")
 _SPLIT_ALIASES = {"valid": "val", "validation": "val", "dev": "val"}
@@ -47,8 +50,10 @@ def release_files(release_dir: Path) -> list[Path]:
         raise InputError(str(release_dir), "release folder not found")
     found = sorted(release_dir.glob("final_v8_*.jsonl")) or sorted(release_dir.rglob("*.parquet"))
     if not found:
-        raise InputError(str(release_dir), "no final_v8_*.jsonl or *.parquet files here; "
-                                           "point --from at the downloaded release's root folder")
+        raise InputError(
+            str(release_dir),
+            "no final_v8_*.jsonl or *.parquet files here; point --from at the downloaded release's root folder",
+        )
     order = {"train": 0, "val": 1, "test": 2}
     return sorted(found, key=lambda p: (order[split_of(p)], str(p)))
 
@@ -125,8 +130,9 @@ def _store(media_root: Path, dataset: str, cell: Any) -> str:
     return name
 
 
-def import_release(release_dir: Path, media_root: Path | None = None,
-                   errors: list[LineError] | None = None) -> Iterator[dict[str, Any]]:
+def import_release(
+    release_dir: Path, media_root: Path | None = None, errors: list[LineError] | None = None
+) -> Iterator[dict[str, Any]]:
     """Every sample of an official release folder, with ``id``, ``split`` and ``metadata`` added.
 
     Bad lines go to ``errors`` (file:line and the reason); Parquet media are written under ``media_root``.
@@ -150,8 +156,10 @@ def export_release(rows: Iterator[dict[str, Any]], out_dir: Path) -> dict[str, i
         for row in rows:
             split = row.get("split")
             if split not in streams:
-                raise InputError(str(row.get("id", "?")), f"sample has no split (got {split!r}); "
-                                                          "export needs train, val or test on every sample")
+                raise InputError(
+                    str(row.get("id", "?")),
+                    f"sample has no split (got {split!r}); export needs train, val or test on every sample",
+                )
             streams[split].write(dumps_line(strip_ours(row)))
             counts[split] += 1
     return counts

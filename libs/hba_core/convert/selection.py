@@ -39,8 +39,14 @@ def _datasets_named(names: Iterable[str]) -> set[str]:
     return out
 
 
-def selector(*, datasets: Iterable[str] = (), tasks: Iterable[str] = (), splits: Iterable[str] = (),
-             modalities: Iterable[str] = (), exclude: Iterable[str] = ()) -> Callable[[dict[str, Any]], bool]:
+def selector(
+    *,
+    datasets: Iterable[str] = (),
+    tasks: Iterable[str] = (),
+    splits: Iterable[str] = (),
+    modalities: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> Callable[[dict[str, Any]], bool]:
     """A predicate over samples: every given filter must hold and the dataset must not be excluded.
 
     ``modalities``: the sample's modality signature must contain each one (``audio`` keeps text_audio

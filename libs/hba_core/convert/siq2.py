@@ -58,7 +58,17 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             if vid not in transcripts:
                 transcripts[vid] = vtt_text(raw_dir / "transcript" / f"{vid}.vtt")
             ids = {"qid": row.get("qid"), "video_id": vid, "ts": row.get("ts")}
-            yield make_sample("siq2", split=split, instruction=qa_instruction(CONTEXT, question, options),
-                              question=question, answer=answer, class_label=None, video=f"video/{vid}.mp4",
-                              audio=f"audio/wav/{vid}.wav", transcript=transcripts[vid], source_ids=ids,
-                              original_label=row.get("answer_idx"), extra={"options": options})
+            yield make_sample(
+                "siq2",
+                split=split,
+                instruction=qa_instruction(CONTEXT, question, options),
+                question=question,
+                answer=answer,
+                class_label=None,
+                video=f"video/{vid}.mp4",
+                audio=f"audio/wav/{vid}.wav",
+                transcript=transcripts[vid],
+                source_ids=ids,
+                original_label=row.get("answer_idx"),
+                extra={"options": options},
+            )

@@ -36,8 +36,9 @@ def split_targets(n: int, fractions: tuple[float, float, float]) -> tuple[int, i
     return train, val, n - train - val
 
 
-def assign_splits(groups: Iterable[str], fractions: tuple[float, float, float] = SEVENTY_FIFTEEN_FIFTEEN,
-                  seed: int = DEFAULT_SEED) -> dict[str, str]:
+def assign_splits(
+    groups: Iterable[str], fractions: tuple[float, float, float] = SEVENTY_FIFTEEN_FIFTEEN, seed: int = DEFAULT_SEED
+) -> dict[str, str]:
     """Map each group (one entry per sample; repeats = samples of the same group) to train/val/test."""
     sizes = Counter(groups)
     train, val, _ = split_targets(sum(sizes.values()), fractions)

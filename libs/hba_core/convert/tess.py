@@ -61,7 +61,15 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
         rows.append((rel, parts[0], parts[1], original, label))
     splits = assign_splits([str(rel) for rel, *_ in rows], SEVENTY_FIFTEEN_FIFTEEN)
     for rel, speaker, word, original, label in rows:
-        yield make_sample("tess", split=splits[str(rel)], instruction=label_instruction("tess", CONTEXT, QUESTION),
-                          question=QUESTION, answer=label, class_label=label, audio=rel.as_posix(),
-                          transcript=f"Say the word {word}.", source_ids={"file": rel.as_posix(), "speaker": speaker,
-                                                                          "word": word}, original_label=original)
+        yield make_sample(
+            "tess",
+            split=splits[str(rel)],
+            instruction=label_instruction("tess", CONTEXT, QUESTION),
+            question=QUESTION,
+            answer=label,
+            class_label=label,
+            audio=rel.as_posix(),
+            transcript=f"Say the word {word}.",
+            source_ids={"file": rel.as_posix(), "speaker": speaker, "word": word},
+            original_label=original,
+        )

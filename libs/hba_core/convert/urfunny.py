@@ -35,13 +35,26 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             ids = {"id": int(key) if str(key).isdigit() else str(key), "file": f"urfunny2_videos/{key}.mp4"}
             value = labels.get(key)
             if value not in (0, 1):
-                yield Reject("urfunny", f"{raw_dir / 'data_folds.pkl'}:{fold}:{key}",
-                             f"unknown label: {value!r} (id not in humor_label_sdk.pkl)", ids)
+                yield Reject(
+                    "urfunny",
+                    f"{raw_dir / 'data_folds.pkl'}:{fold}:{key}",
+                    f"unknown label: {value!r} (id not in humor_label_sdk.pkl)",
+                    ids,
+                )
                 continue
             label = "humour" if int(value) == 1 else "not humour"
             text = language.get(key) or {}
-            yield make_sample("urfunny", split=split, instruction=label_instruction("urfunny", CONTEXT, QUESTION),
-                              question=QUESTION, answer=label, class_label=label, video=ids["file"],
-                              audio=ids["file"], transcript=text.get("punchline_sentence") or None,
-                              source_ids=ids, original_label=float(value),
-                              extra={"context": list(text.get("context_sentences") or [])})
+            yield make_sample(
+                "urfunny",
+                split=split,
+                instruction=label_instruction("urfunny", CONTEXT, QUESTION),
+                question=QUESTION,
+                answer=label,
+                class_label=label,
+                video=ids["file"],
+                audio=ids["file"],
+                transcript=text.get("punchline_sentence") or None,
+                source_ids=ids,
+                original_label=float(value),
+                extra={"context": list(text.get("context_sentences") or [])},
+            )

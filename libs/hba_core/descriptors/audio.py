@@ -25,8 +25,9 @@ AUDIO_DIM = 65
 def _smile() -> Any:  # opensmile.Smile; one per process (it holds the parsed config)
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.ComParE_2016,
-                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    return opensmile.Smile(
+        feature_set=opensmile.FeatureSet.ComParE_2016, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
+    )
 
 
 def audio_columns() -> list[str]:
@@ -51,5 +52,10 @@ def compare_lld(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray
 
 def audio_config() -> dict[str, Any]:
     """The stream's description for the store attributes."""
-    return {"dim": AUDIO_DIM, "source": "opensmile ComParE_2016 LowLevelDescriptors", "sample_rate": SAMPLE_RATE,
-            "hop_seconds": HOP_SECONDS, "columns": audio_columns()}
+    return {
+        "dim": AUDIO_DIM,
+        "source": "opensmile ComParE_2016 LowLevelDescriptors",
+        "sample_rate": SAMPLE_RATE,
+        "hop_seconds": HOP_SECONDS,
+        "columns": audio_columns(),
+    }

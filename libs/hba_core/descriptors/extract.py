@@ -75,8 +75,14 @@ def stream_configs(streams: tuple[str, ...], video: VideoConfig) -> dict[str, di
     return {s: (audio_config() if s == "audio" else video.describe(s)) for s in streams}
 
 
-def plan_jobs(samples: PathLike, root: PathLike, streams: tuple[str, ...], *, shard: tuple[int, int] | None = None,
-              done: dict[str, set[str]] | None = None) -> tuple[list[MediaJob], list[ClipResult], int]:
+def plan_jobs(
+    samples: PathLike,
+    root: PathLike,
+    streams: tuple[str, ...],
+    *,
+    shard: tuple[int, int] | None = None,
+    done: dict[str, set[str]] | None = None,
+) -> tuple[list[MediaJob], list[ClipResult], int]:
     """The media still to process, in first-use order: ``(jobs, refused (path outside root), distinct media)``."""
     unknown = [s for s in streams if s not in STREAMS]
     if unknown:
@@ -150,10 +156,19 @@ def _results(jobs: list[MediaJob], video: VideoConfig, workers: int) -> Iterator
         yield from pool.imap(_work, jobs, chunksize=1)
 
 
-def run_extract(samples: PathLike, root: PathLike, store_path: PathLike, streams: tuple[str, ...] = STREAMS, *,
-                video: VideoConfig | None = None, workers: int = 1, shard: tuple[int, int] | None = None,
-                commit_seconds: float = 5.0, commit_every: int = 256,
-                progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
+def run_extract(
+    samples: PathLike,
+    root: PathLike,
+    store_path: PathLike,
+    streams: tuple[str, ...] = STREAMS,
+    *,
+    video: VideoConfig | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    commit_seconds: float = 5.0,
+    commit_every: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractSummary:
     """Extract ``streams`` for every media file of ``samples`` not yet in the store at ``store_path``.
 
     Finished clips are committed every ``commit_seconds`` (or ``commit_every`` clips, whichever
@@ -193,4 +208,3 @@ def run_extract(samples: PathLike, root: PathLike, store_path: PathLike, streams
             if buffer:  # finished, or interrupted (Ctrl-C): keep what is done
                 commit()
     return summary
-

@@ -53,8 +53,14 @@ def load_feature_file(path: str) -> np.ndarray:
     return array.reshape(1, -1) if array.ndim == 1 else array
 
 
-def import_pt(samples: PathLike, root: PathLike, store_path: PathLike, *, batch: int = 1000,
-              progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+def import_pt(
+    samples: PathLike,
+    root: PathLike,
+    store_path: PathLike,
+    *,
+    batch: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
     """Import every feature file the samples name into ``store_path`` (resumable: stored files are skipped)."""
     summary = ImportSummary()
     files: dict[str, dict[str, str]] = {s: {} for s in PT_STREAMS}  # stream -> key -> dataset
@@ -64,8 +70,9 @@ def import_pt(samples: PathLike, root: PathLike, store_path: PathLike, *, batch:
                 files[stream].setdefault(key, str(sample.get("dataset", "unknown")))
     summary.files = sum(len(k) for k in files.values())
     total = 0
-    with DescriptorStore.open_for_writing(store_path, {}, {"created_by": "hba-descriptors import-pt",
-                                                          "shard": None}) as store:
+    with DescriptorStore.open_for_writing(
+        store_path, {}, {"created_by": "hba-descriptors import-pt", "shard": None}
+    ) as store:
         for stream, keys in files.items():
             done = store.done(stream)
             todo = [(k, d) for k, d in keys.items() if k not in done]
@@ -92,8 +99,9 @@ def _load_clip(store: DescriptorStore, stream: str, key: str, dataset: str, root
         source = f"official release .pt ({PT_STREAMS[stream]})"
         store.add_streams({stream: {"dim": int(values.shape[1]), "source": source}})
     elif config["dim"] != values.shape[1]:
-        return ClipResult(key, dataset, errors={stream: f"has {values.shape[1]} features per frame, "
-                                                        f"the stream has {config['dim']}"})
+        return ClipResult(
+            key, dataset, errors={stream: f"has {values.shape[1]} features per frame, the stream has {config['dim']}"}
+        )
     return ClipResult(key, dataset, {stream: (values, ~np.isnan(values).any(axis=1))})
 
 

@@ -53,8 +53,11 @@ def merge_stores(out: PathLike, inputs: list[PathLike], *, batch: int = 512) -> 
                         target.append(clips)
                         summary.clips[stream] = summary.clips.get(stream, 0) + len(clips)
             known = {(e["key"], e["stream"]) for e in target.errors()}
-            failures = [e for e in source.errors()
-                        if (e["key"], e["stream"]) not in known and e["key"] not in target.index(e["stream"])]
+            failures = [
+                e
+                for e in source.errors()
+                if (e["key"], e["stream"]) not in known and e["key"] not in target.index(e["stream"])
+            ]
             if failures:
                 target.append([ClipResult(e["key"], "", errors={e["stream"]: e["reason"]}) for e in failures])
                 summary.errors += len(failures)

@@ -16,8 +16,11 @@ from hba_core.samples import iter_samples
 
 # Which media of a sample feed each stream, in order of preference: audio from the audio file, else the video's track.
 SAMPLE_MEDIA: dict[str, tuple[str, ...]] = {
-    "face": ("videos",), "pose": ("videos",), "audio": ("audios", "videos"),
-    "ext_video": ("ext_video_feats",), "ext_audio": ("ext_audio_feats",),
+    "face": ("videos",),
+    "pose": ("videos",),
+    "audio": ("audios", "videos"),
+    "ext_video": ("ext_video_feats",),
+    "ext_audio": ("ext_audio_feats",),
 }
 
 
@@ -34,16 +37,31 @@ def stats(store: DescriptorStore) -> list[dict[str, Any]]:
         for dataset in sorted(set(map(str, datasets))):
             mine = datasets == dataset
             rows[(dataset, stream)] = {
-                "dataset": dataset, "stream": stream, "clips": int(mine.sum()), "frames": int(lengths[mine].sum()),
+                "dataset": dataset,
+                "stream": stream,
+                "clips": int(mine.sum()),
+                "frames": int(lengths[mine].sum()),
                 "invalid_frames": int((lengths[mine] - counts[mine]).sum()),
-                "clips_without_valid_frames": int((counts[mine] == 0).sum()), "errors": 0}
-    datasets_of = {str(k): str(d) for s in store.streams for k, d in
-                   zip(store.column(s, "keys"), store.column(s, "datasets"))}
+                "clips_without_valid_frames": int((counts[mine] == 0).sum()),
+                "errors": 0,
+            }
+    datasets_of = {
+        str(k): str(d) for s in store.streams for k, d in zip(store.column(s, "keys"), store.column(s, "datasets"))
+    }
     for error in store.errors():
         dataset = datasets_of.get(error["key"], "unknown")
-        row = rows.setdefault((dataset, error["stream"]), {
-            "dataset": dataset, "stream": error["stream"], "clips": 0, "frames": 0, "invalid_frames": 0,
-            "clips_without_valid_frames": 0, "errors": 0})
+        row = rows.setdefault(
+            (dataset, error["stream"]),
+            {
+                "dataset": dataset,
+                "stream": error["stream"],
+                "clips": 0,
+                "frames": 0,
+                "invalid_frames": 0,
+                "clips_without_valid_frames": 0,
+                "errors": 0,
+            },
+        )
         row["errors"] += 1
     return [rows[k] for k in sorted(rows)]
 
@@ -55,14 +73,18 @@ def show(store: DescriptorStore, key: str) -> dict[str, Any]:
         if key in store.index(stream):
             values, valid = store.frames(stream, key)
             vector, count = pooled(store, stream, [key])
-            out["streams"][stream] = {"frames": int(values.shape[0]), "valid": int(valid.sum()),
-                                      "pooled": [None if np.isnan(x) else float(x) for x in vector[0]],
-                                      "valid_counts": int(count[0])}
+            out["streams"][stream] = {
+                "frames": int(values.shape[0]),
+                "valid": int(valid.sum()),
+                "pooled": [None if np.isnan(x) else float(x) for x in vector[0]],
+                "valid_counts": int(count[0]),
+            }
     return out
 
 
-def sample_vectors(store: DescriptorStore, samples: PathLike,
-                   streams: tuple[str, ...]) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], int]:
+def sample_vectors(
+    store: DescriptorStore, samples: PathLike, streams: tuple[str, ...]
+) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], int]:
     """Pooled vectors per sample: ``(ids, {stream: (float32 (n, 2D), valid counts (n,))}, missing)``.
 
     A sample without the media, or whose media is not in the store, gets a NaN row and count 0;

@@ -96,13 +96,15 @@ class DescriptorStore:
             raise InputError(str(p), "not a descriptor store (no zarr.json); create one with `hba-descriptors extract`")
         group = zarr.open_group(str(p), mode="r")
         if group.attrs.get("format") != FORMAT:
-            raise InputError(str(p), f"a Zarr group but not an {FORMAT} (format attribute is "
-                                     f"{group.attrs.get('format')!r})")
+            raise InputError(
+                str(p), f"a Zarr group but not an {FORMAT} (format attribute is {group.attrs.get('format')!r})"
+            )
         return cls(p, group)
 
     @classmethod
-    def open_for_writing(cls, path: str | os.PathLike[str], streams: dict[str, dict[str, Any]],
-                         extra: dict[str, Any] | None = None) -> DescriptorStore:
+    def open_for_writing(
+        cls, path: str | os.PathLike[str], streams: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None
+    ) -> DescriptorStore:
         """Create the store or reopen it to add clips; the requested stream configs must match the stored ones.
 
         Holds an exclusive lock (``.lock`` in the store) until :meth:`close`, so two runs never
@@ -125,8 +127,16 @@ class DescriptorStore:
             lock.close()
             raise InputError(str(p), f"exists but is not an {FORMAT}; choose a new --store path")
         if fresh:
-            group.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "libraries": library_versions(),
-                                "streams": {}, "committed": {"streams": {}, "errors": 0}, **(extra or {})})
+            group.attrs.update(
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "libraries": library_versions(),
+                    "streams": {},
+                    "committed": {"streams": {}, "errors": 0},
+                    **(extra or {}),
+                }
+            )
         store = cls(p, group, writable=True)
         store._lock = lock
         store.add_streams(streams)
@@ -146,16 +156,32 @@ class DescriptorStore:
             if name in known:
                 if known[name] != config:
                     diff = sorted(k for k in set(known[name]) | set(config) if known[name].get(k) != config.get(k))
-                    raise HbaError(f"{self.path}: stream {name!r} was extracted with other settings ({', '.join(diff)} "
-                                   "differ); use the same settings to resume, or a new --store")
+                    raise HbaError(
+                        f"{self.path}: stream {name!r} was extracted with other settings ({', '.join(diff)} "
+                        "differ); use the same settings to resume, or a new --store"
+                    )
                 continue
             dim = int(config["dim"])
             g = self.group.require_group(name)
-            g.create_array("frames", shape=(0, dim), chunks=(_chunk_rows(dim), dim), dtype="float32",
-                           compressors=compressor, fill_value=np.nan, overwrite=True)
+            g.create_array(
+                "frames",
+                shape=(0, dim),
+                chunks=(_chunk_rows(dim), dim),
+                dtype="float32",
+                compressors=compressor,
+                fill_value=np.nan,
+                overwrite=True,
+            )
             g.create_array("valid", shape=(0,), chunks=(1 << 18,), dtype=bool, overwrite=True)
-            g.create_array("pooled", shape=(0, 2 * dim), chunks=(_chunk_rows(2 * dim), 2 * dim), dtype="float32",
-                           compressors=compressor, fill_value=np.nan, overwrite=True)
+            g.create_array(
+                "pooled",
+                shape=(0, 2 * dim),
+                chunks=(_chunk_rows(2 * dim), 2 * dim),
+                dtype="float32",
+                compressors=compressor,
+                fill_value=np.nan,
+                overwrite=True,
+            )
             for index in _INDEX:
                 dtype = str if index in ("keys", "datasets") else "int64"
                 g.create_array(index, shape=(0,), chunks=(16384,), dtype=dtype, overwrite=True)
@@ -174,8 +200,12 @@ class DescriptorStore:
         committed = self.group.attrs["committed"]
         for name, counts in committed["streams"].items():
             g = self.group[name]
-            for array, n in (("frames", counts["frames"]), ("valid", counts["frames"]), ("pooled", counts["clips"]),
-                             *((index, counts["clips"]) for index in _INDEX)):
+            for array, n in (
+                ("frames", counts["frames"]),
+                ("valid", counts["frames"]),
+                ("pooled", counts["clips"]),
+                *((index, counts["clips"]) for index in _INDEX),
+            ):
                 if g[array].shape[0] != n:
                     g[array].resize((n, *g[array].shape[1:]))
         for array in ("keys", "streams", "reasons"):
@@ -232,8 +262,10 @@ class DescriptorStore:
         """The error table: ``{"key", "stream", "reason"}`` per media file and stream that failed."""
         n = int(self.group.attrs["committed"]["errors"])
         g = self.group["errors"]
-        return [{"key": str(k), "stream": str(s), "reason": str(r)}
-                for k, s, r in zip(g["keys"][:n], g["streams"][:n], g["reasons"][:n])]
+        return [
+            {"key": str(k), "stream": str(s), "reason": str(r)}
+            for k, s, r in zip(g["keys"][:n], g["streams"][:n], g["reasons"][:n])
+        ]
 
     def done(self, stream: str) -> set[str]:
         """Media keys a run need not redo for ``stream``: stored, or recorded as unreadable."""
@@ -251,8 +283,11 @@ class DescriptorStore:
         try:
             return self.index(stream)[key]
         except KeyError:
-            raise InputError(key, f"no {stream} descriptors in {self.path}; run `hba-descriptors extract` "
-                                  "for it (or see `hba-descriptors stats` for errors)") from None
+            raise InputError(
+                key,
+                f"no {stream} descriptors in {self.path}; run `hba-descriptors extract` "
+                "for it (or see `hba-descriptors stats` for errors)",
+            ) from None
 
     # --- writing -------------------------------------------------------------------------------
     def append(self, clips: list[ClipResult]) -> None:
@@ -276,8 +311,9 @@ class DescriptorStore:
         self.group.attrs["committed"] = {"streams": new_counts, "errors": n_errors}  # the commit point
         self._index_cache.clear()
 
-    def _write_stream(self, name: str, rows: list[tuple[str, str, np.ndarray, np.ndarray]],
-                      counts: dict[str, int]) -> dict[str, int]:
+    def _write_stream(
+        self, name: str, rows: list[tuple[str, str, np.ndarray, np.ndarray]], counts: dict[str, int]
+    ) -> dict[str, int]:
         g = self.group[name]
         dim = g["frames"].shape[1]
         n0, f0 = int(counts["clips"]), int(counts["frames"])
@@ -293,9 +329,13 @@ class DescriptorStore:
             g["valid"].resize((f1,))
             g["frames"][f0:f1] = np.concatenate([r[2] for r in rows]).astype(np.float32, copy=False)
             g["valid"][f0:f1] = np.concatenate([r[3] for r in rows])
-        columns = {"keys": np.array([r[0] for r in rows], dtype=str),
-                   "datasets": np.array([r[1] for r in rows], dtype=str), "offsets": offsets, "lengths": lengths,
-                   "valid_counts": np.array([p[1] for p in pooled_rows], np.int64)}
+        columns = {
+            "keys": np.array([r[0] for r in rows], dtype=str),
+            "datasets": np.array([r[1] for r in rows], dtype=str),
+            "offsets": offsets,
+            "lengths": lengths,
+            "valid_counts": np.array([p[1] for p in pooled_rows], np.int64),
+        }
         for index, values in columns.items():
             g[index].resize((n1,))
             g[index][n0:n1] = values
@@ -309,8 +349,9 @@ def open_store(path: str | os.PathLike[str]) -> DescriptorStore:
     return DescriptorStore.open(path)
 
 
-def pooled(store: DescriptorStore, stream: str, keys: list[str] | None = None, *,
-           missing: Literal["raise", "nan"] = "raise") -> tuple[np.ndarray, np.ndarray]:
+def pooled(
+    store: DescriptorStore, stream: str, keys: list[str] | None = None, *, missing: Literal["raise", "nan"] = "raise"
+) -> tuple[np.ndarray, np.ndarray]:
     """Pooled vectors ``[mean, std]`` of media ``keys`` (all clips when None): ``(float32 (n, 2D), valid counts (n,))``.
 
     A key with no descriptors raises :class:`InputError`, or gives a NaN row with count 0 when

@@ -89,12 +89,17 @@ class _SolutionsTracker:
         self.stream = stream
         if stream == "face":
             self.graph = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=1, refine_landmarks=False,
-                min_detection_confidence=config.min_detection_confidence)
+                static_image_mode=False,
+                max_num_faces=1,
+                refine_landmarks=False,
+                min_detection_confidence=config.min_detection_confidence,
+            )
         else:
             self.graph = mp.solutions.pose.Pose(
-                static_image_mode=False, model_complexity=config.pose_complexity,
-                min_detection_confidence=config.min_detection_confidence)
+                static_image_mode=False,
+                model_complexity=config.pose_complexity,
+                min_detection_confidence=config.min_detection_confidence,
+            )
 
     def __call__(self, frame: np.ndarray, timestamp_ms: int) -> np.ndarray | None:
         result = self.graph.process(frame)
@@ -125,13 +130,19 @@ class _TasksTracker:
         mode = vision.RunningMode.VIDEO
         if stream == "face":
             options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=config.face_model), running_mode=mode, num_faces=1,
-                min_face_detection_confidence=config.min_detection_confidence)
+                base_options=BaseOptions(model_asset_path=config.face_model),
+                running_mode=mode,
+                num_faces=1,
+                min_face_detection_confidence=config.min_detection_confidence,
+            )
             self.graph = vision.FaceLandmarker.create_from_options(options)
         else:
             options = vision.PoseLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=config.pose_model), running_mode=mode, num_poses=1,
-                min_pose_detection_confidence=config.min_detection_confidence)
+                base_options=BaseOptions(model_asset_path=config.pose_model),
+                running_mode=mode,
+                num_poses=1,
+                min_pose_detection_confidence=config.min_detection_confidence,
+            )
             self.graph = vision.PoseLandmarker.create_from_options(options)
 
     def __call__(self, frame: np.ndarray, timestamp_ms: int) -> np.ndarray | None:
@@ -147,8 +158,9 @@ class _TasksTracker:
         self.graph.close()
 
 
-def landmarks(frames: np.ndarray, timestamps: np.ndarray, stream: str,
-              config: VideoConfig) -> tuple[np.ndarray, np.ndarray]:
+def landmarks(
+    frames: np.ndarray, timestamps: np.ndarray, stream: str, config: VideoConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks of one clip's RGB frames ``(T, H, W, 3)``: ``(values (T, D) float32, valid (T,) bool)``.
 
     Rows without a detection are NaN and ``valid`` is False there.

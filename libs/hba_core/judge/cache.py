@@ -39,8 +39,7 @@ def default_path() -> Path:
     return Path(xdg) / "hba" / "judge.sqlite"
 
 
-def cache_key(base_url: str, model: str, prompt_fingerprint: str, question: str, candidate: str,
-              reference: str) -> str:
+def cache_key(base_url: str, model: str, prompt_fingerprint: str, question: str, candidate: str, reference: str) -> str:
     """A sha256 of everything that decides the judge's answer (never the API key)."""
     payload = orjson.dumps([base_url, model, prompt_fingerprint, question, candidate, reference])
     return hashlib.sha256(payload).hexdigest()
@@ -66,7 +65,7 @@ class JudgmentCache:
         wanted = list(dict.fromkeys(keys))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), _BATCH):
-            chunk = wanted[start:start + _BATCH]
+            chunk = wanted[start : start + _BATCH]
             marks = ",".join("?" * len(chunk))
             for key, record in self._db.execute(f"SELECT key, record FROM judgments WHERE key IN ({marks})", chunk):
                 found[key] = orjson.loads(record)

@@ -25,8 +25,11 @@ from hba_core.errors import HbaError
 DEFAULT_MODEL = "gpt-5-nano"
 OPENAI_URL = "https://api.openai.com/v1"
 _RETRYABLE_STATUS = frozenset({408, 409, 429})  # plus every 5xx
-_FATAL_STATUS = {401: "authentication failed", 403: "permission denied",
-                 404: "not found (check --base-url and --model)"}
+_FATAL_STATUS = {
+    401: "authentication failed",
+    403: "permission denied",
+    404: "not found (check --base-url and --model)",
+}
 _MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as asking for this long
 
 
@@ -117,13 +120,18 @@ class JudgeClient:
         # The SDK's HTTP client with its defaults, except that every concurrent connection is kept alive (the
         # default keeps 100: above that, connections are torn down and re-opened on every request). The Limits
         # class is taken from the SDK's own default, so this follows whichever HTTP library the SDK uses.
-        pool = type(DEFAULT_CONNECTION_LIMITS)(max_connections=max(1000, settings.concurrency),
-                                               max_keepalive_connections=max(100, settings.concurrency))
+        pool = type(DEFAULT_CONNECTION_LIMITS)(
+            max_connections=max(1000, settings.concurrency), max_keepalive_connections=max(100, settings.concurrency)
+        )
         # SDK retries are off (ours honour Retry-After and are counted); the URL is always explicit, since the SDK
         # would otherwise read $OPENAI_BASE_URL behind the cache key's back.
-        self._client = openai.AsyncOpenAI(api_key=api_key, base_url=settings.base_url or OPENAI_URL, max_retries=0,
-                                          timeout=settings.timeout_s,
-                                          http_client=openai.DefaultAsyncHttpxClient(limits=pool))
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=settings.base_url or OPENAI_URL,
+            max_retries=0,
+            timeout=settings.timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(limits=pool),
+        )
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._rate = RateLimiter(settings.rpm)
         self.structured: bool | None = None  # None until the server has accepted or refused response_format
@@ -150,8 +158,7 @@ class JudgeClient:
             kwargs["extra_body"] = {"response_format": {"type": "json_schema", "json_schema": schema}}
         self.requests += 1
         start = time.perf_counter()
-        response = await self._client.chat.completions.create(
-            model=self.settings.model, messages=messages, **kwargs)  # type: ignore[arg-type]
+        response = await self._client.chat.completions.create(model=self.settings.model, messages=messages, **kwargs)  # type: ignore[arg-type]
         latency = time.perf_counter() - start
         if not response.choices:
             raise openai.APIError("the response has no choices: not a chat completion", request=None, body=None)
@@ -184,8 +191,10 @@ class JudgeClient:
                         self.structured = False
                         continue
                     if status in _FATAL_STATUS:
-                        raise JudgeServerError(f"judge server at {self._where()}: {_FATAL_STATUS[status]} "
-                                               f"(HTTP {status}: {self._scrub(exc.message)})") from None
+                        raise JudgeServerError(
+                            f"judge server at {self._where()}: {_FATAL_STATUS[status]} "
+                            f"(HTTP {status}: {self._scrub(exc.message)})"
+                        ) from None
                     if status not in _RETRYABLE_STATUS and status < 500:
                         return Reply(None, None, attempt + 1, f"HTTP {status}: {self._scrub(exc.message)}")
                     failure = f"HTTP {status}: {self._scrub(exc.message)}"

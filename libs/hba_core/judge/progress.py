@@ -38,8 +38,10 @@ class Progress:
     def line(self) -> str:
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         c = self.counts
-        return (f"judged {self.done}/{self.total}  ok {c['ok']}  unparseable {c['unparseable']}  "
-                f"error {c['error']}  {self.requests / elapsed:.1f} req/s")
+        return (
+            f"judged {self.done}/{self.total}  ok {c['ok']}  unparseable {c['unparseable']}  "
+            f"error {c['error']}  {self.requests / elapsed:.1f} req/s"
+        )
 
     def _draw(self, *, final: bool) -> None:
         if self.tty:

@@ -50,8 +50,9 @@ class PromptVariant:
             return self.system["default"]
         raise UnknownNameError(f"dataset in prompt variant {self.name!r}", dataset, sorted(self.system))
 
-    def render(self, dataset: str, *, question: str, candidate: str, reference: str,
-               json_instruction: bool = False) -> tuple[str, str]:
+    def render(
+        self, dataset: str, *, question: str, candidate: str, reference: str, json_instruction: bool = False
+    ) -> tuple[str, str]:
         """``(system, user)`` messages for one judgment; ``json_instruction`` asks for the JSON reply in words."""
         user = self.user
         values = {"question": question, "candidate": candidate, "reference": reference}
@@ -67,8 +68,13 @@ class PromptVariant:
     @property
     def fingerprint(self) -> str:
         """A hash of every text of the variant: part of the cache key, so an edited prompt is re-judged."""
-        parts = [self.mode, self.user, self.json_instruction, *sorted(f"{k}\x00{v}" for k, v in self.system.items()),
-                 *sorted(f"{k}\x00{v}" for k, v in self.placeholders.items())]
+        parts = [
+            self.mode,
+            self.user,
+            self.json_instruction,
+            *sorted(f"{k}\x00{v}" for k, v in self.system.items()),
+            *sorted(f"{k}\x00{v}" for k, v in self.placeholders.items()),
+        ]
         return hashlib.sha256("\x01".join(parts).encode()).hexdigest()
 
 

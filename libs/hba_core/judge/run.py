@@ -60,8 +60,10 @@ class Summary:
     def lines(self) -> list[str]:
         """The end-of-run report for stderr."""
         s = self.by_status
-        out = [f"{self.judged} judgments: ok {s['ok']}, unparseable {s['unparseable']}, error {s['error']}, "
-               f"skipped {s['skipped']}; {self.cached} from cache, {self.requests} requests in {self.elapsed_s:.1f} s"]
+        out = [
+            f"{self.judged} judgments: ok {s['ok']}, unparseable {s['unparseable']}, error {s['error']}, "
+            f"skipped {s['skipped']}; {self.cached} from cache, {self.requests} requests in {self.elapsed_s:.1f} s"
+        ]
         for name, (right, ok, total) in sorted(self.accuracy.items()):
             # The paper's accuracy counts every sample (unparseable, error, skipped = not correct); hba-score
             # computes the official figure, this is a preview.
@@ -79,8 +81,9 @@ class Summary:
         return out
 
 
-def read_predictions(path: PathLike, problems: list[LineError],
-                     models: set[str] | None = None) -> dict[str, str | None]:
+def read_predictions(
+    path: PathLike, problems: list[LineError], models: set[str] | None = None
+) -> dict[str, str | None]:
     """id -> prediction text. A line without a string id, or a second line for one id, is an error.
 
     The rows' ``model`` names are collected into ``models`` when given.
@@ -114,8 +117,14 @@ def select_datasets(datasets: Sequence[str] | None, variant: PromptVariant) -> s
     return set(names)
 
 
-def collect_items(truth: PathLike, predictions: dict[str, str | None], selected: set[str], summary: Summary,
-                  *, keep_think: bool = False) -> list[Item]:
+def collect_items(
+    truth: PathLike,
+    predictions: dict[str, str | None],
+    selected: set[str],
+    summary: Summary,
+    *,
+    keep_think: bool = False,
+) -> list[Item]:
     """The selected samples in input order, each with its question, candidate and reference."""
     items: list[Item] = []
     seen: set[str] = set()
@@ -147,31 +156,53 @@ def collect_items(truth: PathLike, predictions: dict[str, str | None], selected:
 
 
 def _skipped(reason: str) -> dict[str, Any]:
-    return {"status": "skipped", "correct": None, "explanation": None, "raw": None, "latency_s": None,
-            "error": reason}
+    return {"status": "skipped", "correct": None, "explanation": None, "raw": None, "latency_s": None, "error": reason}
 
 
 def _record_from_reply(reply: Reply, rater: bool) -> dict[str, Any]:
     if reply.error is not None:
-        return {"status": "error", "correct": None, "explanation": None, "raw": None, "latency_s": None,
-                "error": reply.error}
+        return {
+            "status": "error",
+            "correct": None,
+            "explanation": None,
+            "raw": None,
+            "latency_s": None,
+            "error": reply.error,
+        }
     verdict = parse_ratings(reply.content) if rater else parse_verdict(reply.content)
-    record = {"status": verdict.status, "correct": verdict.correct, "explanation": verdict.explanation,
-              "raw": reply.content, "latency_s": round(reply.latency_s or 0.0, 4), "error": verdict.error}
+    record = {
+        "status": verdict.status,
+        "correct": verdict.correct,
+        "explanation": verdict.explanation,
+        "raw": reply.content,
+        "latency_s": round(reply.latency_s or 0.0, 4),
+        "error": verdict.error,
+    }
     if verdict.ratings is not None:
         record["ratings"] = verdict.ratings
     return record
 
 
-async def _judge_pending(pending: dict[str, Item], client: JudgeClient, variant: PromptVariant,
-                         cache: JudgmentCache | None, progress: Progress, duplicates: Counter[str]) -> None:
+async def _judge_pending(
+    pending: dict[str, Item],
+    client: JudgeClient,
+    variant: PromptVariant,
+    cache: JudgmentCache | None,
+    progress: Progress,
+    duplicates: Counter[str],
+) -> None:
     rater = variant.mode == "rater"
     schema = RATINGS_SCHEMA if rater else VERDICT_SCHEMA
 
     async def one(key: str, item: Item) -> None:
         def render(json_instruction: bool) -> tuple[str, str]:
-            return variant.render(item.dataset, question=item.question, candidate=item.candidate,
-                                  reference=item.reference, json_instruction=json_instruction)
+            return variant.render(
+                item.dataset,
+                question=item.question,
+                candidate=item.candidate,
+                reference=item.reference,
+                json_instruction=json_instruction,
+            )
 
         record = _record_from_reply(await client.ask(render, schema), rater)
         if cache is not None and record["status"] != "error":
@@ -189,9 +220,20 @@ async def _judge_pending(pending: dict[str, Item], client: JudgeClient, variant:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def judge(truth: PathLike, pred: PathLike, out: PathLike, *, settings: ClientSettings, api_key: str,
-          variant: PromptVariant, cache_path: PathLike | None, datasets: Sequence[str] | None = None,
-          keep_think: bool = False, show_progress: bool = True, model_name: str | None = None) -> Summary:
+def judge(
+    truth: PathLike,
+    pred: PathLike,
+    out: PathLike,
+    *,
+    settings: ClientSettings,
+    api_key: str,
+    variant: PromptVariant,
+    cache_path: PathLike | None,
+    datasets: Sequence[str] | None = None,
+    keep_think: bool = False,
+    show_progress: bool = True,
+    model_name: str | None = None,
+) -> Summary:
     """Judge every selected sample of ``truth`` against its prediction in ``pred``; write ``out``; return counts.
 
     Each judgment names the predicting model (``model``): ``model_name``, else the one ``model`` the
@@ -228,8 +270,9 @@ def judge(truth: PathLike, pred: PathLike, out: PathLike, *, settings: ClientSet
                 pending[item.key] = item
         progress = Progress(len(pending) + sum(duplicates.values()), enabled=show_progress)
         if pending:
-            summary.requests = asyncio.run(_run_client(pending, settings, api_key, variant, cache, progress,
-                                                       duplicates))
+            summary.requests = asyncio.run(
+                _run_client(pending, settings, api_key, variant, cache, progress, duplicates)
+            )
         progress.close()
     finally:
         if cache is not None:
@@ -244,8 +287,15 @@ def judge(truth: PathLike, pred: PathLike, out: PathLike, *, settings: ClientSet
     return summary
 
 
-async def _run_client(pending: dict[str, Item], settings: ClientSettings, api_key: str, variant: PromptVariant,
-                      cache: JudgmentCache | None, progress: Progress, duplicates: Counter[str]) -> int:
+async def _run_client(
+    pending: dict[str, Item],
+    settings: ClientSettings,
+    api_key: str,
+    variant: PromptVariant,
+    cache: JudgmentCache | None,
+    progress: Progress,
+    duplicates: Counter[str],
+) -> int:
     async with JudgeClient(settings, api_key) as client:
         await _judge_pending(pending, client, variant, cache, progress, duplicates)
         return client.requests
@@ -255,11 +305,20 @@ def _judgment(item: Item, model: str, variant_name: str, predicting_model: str) 
     record = item.record
     if record is None:  # every item is decided by now; anything else is a bug
         raise RuntimeError(f"sample {item.id} was never judged")
-    row = {"id": item.id, "model": predicting_model, "dataset": item.dataset, "correct": record.get("correct"),
-           "status": record["status"],
-           "explanation": record.get("explanation"), "judge_model": model, "prompt_variant": variant_name,
-           "raw": record.get("raw"), "latency_s": record.get("latency_s"), "error": record.get("error"),
-           "cached": item.cached}
+    row = {
+        "id": item.id,
+        "model": predicting_model,
+        "dataset": item.dataset,
+        "correct": record.get("correct"),
+        "status": record["status"],
+        "explanation": record.get("explanation"),
+        "judge_model": model,
+        "prompt_variant": variant_name,
+        "raw": record.get("raw"),
+        "latency_s": record.get("latency_s"),
+        "error": record.get("error"),
+        "cached": item.cached,
+    }
     if "ratings" in record:
         row["ratings"] = record["ratings"]
     _validate(row)
@@ -277,8 +336,13 @@ def _validate(row: dict[str, Any]) -> None:
     which keeps a cached re-run of 10,000 judgments fast.
     """
     latency = row.get("latency_s")
-    shape = (tuple((k, type(v).__name__) for k, v in row.items()), row["status"], bool(row["id"]),
-             isinstance(latency, (int, float)) and latency < 0, tuple(sorted(row.get("ratings", {}).items())))
+    shape = (
+        tuple((k, type(v).__name__) for k, v in row.items()),
+        row["status"],
+        bool(row["id"]),
+        isinstance(latency, (int, float)) and latency < 0,
+        tuple(sorted(row.get("ratings", {}).items())),
+    )
     if shape in _VALID_SHAPES:
         return
     problems = schemas.errors(row, "judgment")
@@ -298,4 +362,3 @@ def _tally(summary: Summary, items: list[Item], rows: list[dict[str, Any]], *, r
         for name, value in row.get("ratings", {}).items():
             ratings[name].append(value)
     summary.ratings = {name: sum(v) / len(v) for name, v in ratings.items() if v}
-

@@ -53,8 +53,13 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def load_thinker(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                 device: str | torch.device | None = None) -> Any:
+def load_thinker(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    device: str | torch.device | None = None,
+) -> Any:
     """The Thinker (audio encoder + vision encoder + LLM + LM head) in eval mode, weights in ``dtype``.
 
     Returns a ``Qwen2_5OmniThinkerForConditionalGeneration``. A missing path/unknown id raises
@@ -67,10 +72,14 @@ def load_thinker(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32", a
     _quiet_transformers()
     try:
         model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=torch_dtype(dtype), attn_implementation=attn_implementation)
+            name_or_path, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
+        )
     except OSError as exc:
-        raise InputError(name_or_path, f"cannot load a Qwen2.5-Omni checkpoint ({exc}); pass a local directory "
-                                       "in the hub layout or a hub id available offline") from None
+        raise InputError(
+            name_or_path,
+            f"cannot load a Qwen2.5-Omni checkpoint ({exc}); pass a local directory "
+            "in the hub layout or a hub id available offline",
+        ) from None
     if device is not None:
         model.to(device)
     return model.eval()
@@ -112,8 +121,13 @@ def add_lora(thinker: Any, settings: LoraSettings = LoraSettings()) -> Any:
     """
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=LORA_TARGET_REGEX, bias="none")
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=LORA_TARGET_REGEX,
+        bias="none",
+    )
     return get_peft_model(thinker, config)
 
 

@@ -36,8 +36,9 @@ def length_estimate(sample: dict[str, Any]) -> int:
     return len(sample.get("problem", "")) + len(str(sample.get("answer", "")))
 
 
-def plan_batches(samples: list[dict[str, Any]], batch_size: int, *, seed: int, epoch: int,
-                 shuffle: bool = True) -> list[list[int]]:
+def plan_batches(
+    samples: list[dict[str, Any]], batch_size: int, *, seed: int, epoch: int, shuffle: bool = True
+) -> list[list[int]]:
     """Indices of ``samples`` grouped into homogeneous, length-bucketed batches, in a seeded random order."""
     rng = random.Random(f"{seed}-{epoch}")
     groups: dict[tuple[str, str], list[int]] = {}
@@ -50,8 +51,8 @@ def plan_batches(samples: list[dict[str, Any]], batch_size: int, *, seed: int, e
             rng.shuffle(members)
         window = batch_size * BUCKET_BATCHES
         for start in range(0, len(members), window):
-            chunk = sorted(members[start:start + window], key=lambda i: length_estimate(samples[i]))
-            batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+            chunk = sorted(members[start : start + window], key=lambda i: length_estimate(samples[i]))
+            batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
     if shuffle:
         rng.shuffle(batches)
     return batches
@@ -76,8 +77,9 @@ class PlannedBatches(Dataset):
         return [self.samples[i] for i in self.batches[index]]
 
 
-def make_loader(samples: list[dict[str, Any]], batches: list[list[int]], collate: Callable[[list], Any], *,
-                workers: int = 2) -> DataLoader:
+def make_loader(
+    samples: list[dict[str, Any]], batches: list[list[int]], collate: Callable[[list], Any], *, workers: int = 2
+) -> DataLoader:
     """A DataLoader whose workers decode media and run the processor (``collate``), in plan order.
 
     It gets a private generator: a loader otherwise draws its base seed from the global torch RNG, and a
@@ -85,6 +87,13 @@ def make_loader(samples: list[dict[str, Any]], batches: list[list[int]], collate
     """
     import torch
 
-    return DataLoader(PlannedBatches(samples, batches), batch_size=None, shuffle=False, collate_fn=collate,
-                      num_workers=workers, prefetch_factor=2 if workers else None,
-                      persistent_workers=False, generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        PlannedBatches(samples, batches),
+        batch_size=None,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),
+    )

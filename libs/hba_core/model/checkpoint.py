@@ -46,13 +46,30 @@ def versions() -> dict[str, str]:
     return package_versions(("hba", "torch", "transformers", "peft", "deepspeed"))
 
 
-def run_config(*, tool: str, stage: str, base_model: str, init: str | None, label_space: dict[str, list[str]],
-               datasets: list[str], options: dict[str, Any], seed: int) -> dict[str, Any]:
+def run_config(
+    *,
+    tool: str,
+    stage: str,
+    base_model: str,
+    init: str | None,
+    label_space: dict[str, list[str]],
+    datasets: list[str],
+    options: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
     """The run config written into run directories and checkpoints, validated against its schema."""
     config = {
-        "tool": tool, "stage": stage, "hba_version": versions().get("hba", "0"),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "base_model": base_model, "init": init,
-        "label_space": label_space, "datasets": datasets, "options": options, "seed": seed, "versions": versions(),
+        "tool": tool,
+        "stage": stage,
+        "hba_version": versions().get("hba", "0"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "base_model": base_model,
+        "init": init,
+        "label_space": label_space,
+        "datasets": datasets,
+        "options": options,
+        "seed": seed,
+        "versions": versions(),
     }
     problems = schemas.errors(config, "run-config")
     if problems:
@@ -64,9 +81,15 @@ def _state(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}{k}": v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def save_checkpoint(model: OmniSapiens, out_dir: str | os.PathLike[str], config: dict[str, Any], *,
-                    processor: Any = None, lm_head_trained: bool = False, metrics: dict[str, Any] | None = None,
-                    ) -> Path:
+def save_checkpoint(
+    model: OmniSapiens,
+    out_dir: str | os.PathLike[str],
+    config: dict[str, Any],
+    *,
+    processor: Any = None,
+    lm_head_trained: bool = False,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
     """Write the checkpoint atomically (temp dir + rename; an existing ``out_dir`` is replaced)."""
     from safetensors.torch import save_file
 
@@ -97,15 +120,17 @@ def save_checkpoint(model: OmniSapiens, out_dir: str | os.PathLike[str], config:
     return target
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, dtype: str = "float32", trainable: bool = False,
-                    base_model: str | None = None) -> tuple[OmniSapiens, dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, dtype: str = "float32", trainable: bool = False, base_model: str | None = None
+) -> tuple[OmniSapiens, dict[str, Any]]:
     """(model, config) from a checkpoint directory; ``base_model`` overrides the backbone location."""
     from safetensors.torch import load_file
 
     root = Path(path)
     if not is_checkpoint(root):
-        raise InputError(str(root), "not an hba checkpoint (no config.json with a 'tool' field); "
-                                    "pass a directory written by hba-sft")
+        raise InputError(
+            str(root), "not an hba checkpoint (no config.json with a 'tool' field); pass a directory written by hba-sft"
+        )
     config = json.loads((root / CONFIG).read_text())
     thinker = load_thinker(base_model or config["base_model"], dtype=dtype)
     if (root / "lm_head.safetensors").exists():
@@ -138,19 +163,19 @@ def model_card(config: dict[str, Any]) -> str:
     heads = "\n".join(f"- {code}: {', '.join(labels)}" for code, labels in config.get("label_space", {}).items())
     metrics = "\n".join(f"- {k}: {v}" for k, v in sorted(config.get("metrics", {}).items())) or "- (none)"
     options = config.get("options", {})
-    return f"""# OmniSapiens SFT checkpoint ({config.get('stage')})
+    return f"""# OmniSapiens SFT checkpoint ({config.get("stage")})
 
-Written by `{config['tool']}` (hba {config['hba_version']}) on {config['created']}.
+Written by `{config["tool"]}` (hba {config["hba_version"]}) on {config["created"]}.
 
-- Base model: `{config['base_model']}` (Qwen2.5-Omni Thinker; the Talker is not used)
-- Initialised from: `{config.get('init')}`
-- LoRA (peft): r={options.get('lora_r')}, alpha={options.get('lora_alpha')}, dropout={options.get('lora_dropout')},
+- Base model: `{config["base_model"]}` (Qwen2.5-Omni Thinker; the Talker is not used)
+- Initialised from: `{config.get("init")}`
+- LoRA (peft): r={options.get("lora_r")}, alpha={options.get("lora_alpha")}, dropout={options.get("lora_dropout")},
   on the LLM's q/k/v/o/gate/up/down projections; audio and vision encoders frozen, no LoRA
-- LM head trained in this checkpoint: {config.get('lm_head_trained')}
-- Datasets: {', '.join(config.get('datasets', []))}
+- LM head trained in this checkpoint: {config.get("lm_head_trained")}
+- Datasets: {", ".join(config.get("datasets", []))}
 
 ## Classifier heads (masked-mean pooled penultimate hidden state)
-{heads or '- (none)'}
+{heads or "- (none)"}
 
 ## Validation metrics of this checkpoint
 {metrics}

@@ -101,8 +101,16 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.inputs.items()}
         labels = None if self.lm_labels is None else self.lm_labels.to(device)
-        return Batch(moved, self.ids, self.datasets, self.tasks, self.label_index.to(device), labels,
-                     self.skipped, self.audio_cut)
+        return Batch(
+            moved,
+            self.ids,
+            self.datasets,
+            self.tasks,
+            self.label_index.to(device),
+            labels,
+            self.skipped,
+            self.audio_cut,
+        )
 
 
 @cache
@@ -123,7 +131,7 @@ def sample_messages(problem: str, *, interleave: bool) -> list[dict[str, Any]]:
     content: list[dict[str, Any]] = []
     position = 0
     for match in MODALITY_TAG.finditer(problem):
-        text = problem[position:match.start()].strip("\n")
+        text = problem[position : match.start()].strip("\n")
         if text.strip():
             content.append({"type": "text", "text": text})
         kind = match.group(1)
@@ -143,8 +151,10 @@ def label_index(sample: dict[str, Any]) -> int:
         return -1
     label = sample.get("class_label") or registry.canonical_label(str(sample.get("answer", "")), ds.name)
     if label is None or label not in ds.task.domain.labels:
-        raise InputError(sample.get("id", "?"), f"no {ds.name} label in class_label/answer "
-                                                f"({sample.get('class_label')!r}); valid: {', '.join(ds.labels)}")
+        raise InputError(
+            sample.get("id", "?"),
+            f"no {ds.name} label in class_label/answer ({sample.get('class_label')!r}); valid: {', '.join(ds.labels)}",
+        )
     return ds.task.domain.labels.index(label)
 
 
@@ -157,8 +167,9 @@ def _audio(path: Any, settings: MediaSettings) -> tuple[np.ndarray, int]:
     return wave, 0
 
 
-def prepare_sample(sample: dict[str, Any], processor: Any, settings: MediaSettings, *, with_target: bool,
-                   template: str | None = None) -> Prepared:
+def prepare_sample(
+    sample: dict[str, Any], processor: Any, settings: MediaSettings, *, with_target: bool, template: str | None = None
+) -> Prepared:
     """Decode one sample's media and build its chat text. Raises MediaError for undecodable media.
 
     ``with_target`` appends the answer (free-text tasks) for teacher forcing; ``template="think"`` wraps
@@ -180,15 +191,21 @@ def prepare_sample(sample: dict[str, Any], processor: Any, settings: MediaSettin
         raise InputError("--template", f"unknown template {template!r}; valid: think")
     tags = MODALITY_TAG.findall(problem)
     if tags.count("video") != len(videos) or (not interleave and tags.count("audio") != len(audios)):
-        raise InputError(where, f"{tags.count('video')} <video> / {tags.count('audio')} <audio> tags but "
-                                f"{len(videos)} videos / {len(audios)} audios")
+        raise InputError(
+            where,
+            f"{tags.count('video')} <video> / {tags.count('audio')} <audio> tags but "
+            f"{len(videos)} videos / {len(audios)} audios",
+        )
     cut = 0
     frames: list[np.ndarray] = []
     waves: list[np.ndarray] = []
     try:
         for rel in videos:
-            frames.append(sample_video_frames(path(rel), fps=settings.fps, max_frames=settings.max_frames,
-                                              max_side=settings.decode_side).frames)
+            frames.append(
+                sample_video_frames(
+                    path(rel), fps=settings.fps, max_frames=settings.max_frames, max_side=settings.decode_side
+                ).frames
+            )
         sources = audios if (audios or not interleave) else videos  # interleave without a file: the video's track
         for rel in sources:
             wave, was_cut = _audio(path(rel), settings)
@@ -198,15 +215,25 @@ def prepare_sample(sample: dict[str, Any], processor: Any, settings: MediaSettin
         raise MediaError(where, f"{exc}") from None
     if interleave and len(waves) != len(frames):
         raise InputError(where, f"{len(frames)} videos but {len(waves)} audio tracks to interleave")
-    text = processor.apply_chat_template(sample_messages(problem, interleave=interleave),
-                                         add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        sample_messages(problem, interleave=interleave), add_generation_prompt=True, tokenize=False
+    )
     target = None
     if with_target and ds.is_free_text:
         target = str(sample.get("answer", "")) + processor.tokenizer.eos_token
         text += target
-    return Prepared(id=where, dataset=ds.name, task=ds.task.code, text=text, target=target,
-                    label_index=label_index(sample), videos=frames, audios=waves, interleave=interleave,
-                    audio_cut=cut)
+    return Prepared(
+        id=where,
+        dataset=ds.name,
+        task=ds.task.code,
+        text=text,
+        target=target,
+        label_index=label_index(sample),
+        videos=frames,
+        audios=waves,
+        interleave=interleave,
+        audio_cut=cut,
+    )
 
 
 def encode_batch(prepared: list[Prepared], processor: Any, settings: MediaSettings) -> Batch:
@@ -219,8 +246,11 @@ def encode_batch(prepared: list[Prepared], processor: Any, settings: MediaSettin
     kwargs: dict[str, Any] = {}
     if videos:
         kwargs["videos"] = videos
-        kwargs["videos_kwargs"] = {"fps": settings.fps, "do_sample_frames": False,
-                                   "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}}
+        kwargs["videos_kwargs"] = {
+            "fps": settings.fps,
+            "do_sample_frames": False,
+            "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
+        }
     if audios:
         kwargs["audio"] = audios
     if interleave:
@@ -235,9 +265,15 @@ def encode_batch(prepared: list[Prepared], processor: Any, settings: MediaSettin
     lm_labels = None
     if any(p.target is not None for p in prepared):
         lm_labels = _target_labels(inputs["input_ids"], prepared, processor)
-    return Batch(inputs=inputs, ids=[p.id for p in prepared], datasets=[p.dataset for p in prepared],
-                 tasks=[p.task for p in prepared], label_index=torch.tensor([p.label_index for p in prepared]),
-                 lm_labels=lm_labels, audio_cut=sum(p.audio_cut for p in prepared))
+    return Batch(
+        inputs=inputs,
+        ids=[p.id for p in prepared],
+        datasets=[p.dataset for p in prepared],
+        tasks=[p.task for p in prepared],
+        label_index=torch.tensor([p.label_index for p in prepared]),
+        lm_labels=lm_labels,
+        audio_cut=sum(p.audio_cut for p in prepared),
+    )
 
 
 def _target_labels(input_ids: torch.Tensor, prepared: list[Prepared], processor: Any) -> torch.Tensor:
@@ -247,10 +283,10 @@ def _target_labels(input_ids: torch.Tensor, prepared: list[Prepared], processor:
         if p.target is None:
             continue
         ids = processor.tokenizer(p.target, add_special_tokens=False)["input_ids"]
-        tail = input_ids[row, -len(ids):].tolist()
+        tail = input_ids[row, -len(ids) :].tolist()
         if tail != ids:
             raise ValueError(f"{p.id}: target tokens do not tokenise the same inside the prompt")
-        labels[row, -len(ids):] = torch.tensor(ids)
+        labels[row, -len(ids) :] = torch.tensor(ids)
     return labels
 
 
@@ -269,8 +305,10 @@ def check_placeholders(inputs: dict[str, Any], processor: Any) -> None:
         merge = processor.video_processor.merge_size
         expected_video = int(inputs["video_grid_thw"].prod(-1).sum()) // (merge * merge)
     if n_audio != expected_audio or n_video != expected_video:
-        raise ValueError(f"placeholder mismatch: {n_audio} audio tokens for {expected_audio} encoder outputs, "
-                         f"{n_video} video tokens for {expected_video}")
+        raise ValueError(
+            f"placeholder mismatch: {n_audio} audio tokens for {expected_audio} encoder outputs, "
+            f"{n_video} video tokens for {expected_video}"
+        )
 
 
 class Collator:
@@ -284,8 +322,11 @@ class Collator:
         skipped: list[tuple[str, str]] = []
         for sample in samples:
             try:
-                prepared.append(prepare_sample(sample, self.processor, self.settings, with_target=self.targets,
-                                               template=self.template))
+                prepared.append(
+                    prepare_sample(
+                        sample, self.processor, self.settings, with_target=self.targets, template=self.template
+                    )
+                )
             except HbaError as exc:
                 log.warning("skipping sample %s: %s", sample.get("id", "?"), exc)
                 skipped.append((str(sample.get("id", "?")), str(exc)))

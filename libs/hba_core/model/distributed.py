@@ -19,15 +19,26 @@ from hba_core.errors import InputError
 DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
 
 
-def deepspeed_config(name: str, *, micro_batch: int, accumulation: int, max_grad_norm: float, dtype: str,
-                     ) -> dict[str, Any]:
+def deepspeed_config(
+    name: str,
+    *,
+    micro_batch: int,
+    accumulation: int,
+    max_grad_norm: float,
+    dtype: str,
+) -> dict[str, Any]:
     """A shipped config (``zero2``/``zero3``) or a JSON file, with batch sizes, clipping and precision filled in."""
     path = DEEPSPEED_DIR / f"{name}.json" if name in ("zero2", "zero3") else Path(name)
     if not path.is_file():
         raise InputError("--deepspeed", f"no DeepSpeed config {name}; use zero2, zero3 or a JSON file")
     config = json.loads(path.read_text())
-    config.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=accumulation,
-                  gradient_clipping=max_grad_norm, bf16={"enabled": dtype == "bfloat16"}, steps_per_print=10**9)
+    config.update(
+        train_micro_batch_size_per_gpu=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        gradient_clipping=max_grad_norm,
+        bf16={"enabled": dtype == "bfloat16"},
+        steps_per_print=10**9,
+    )
     return config
 
 

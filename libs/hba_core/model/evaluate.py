@@ -33,8 +33,9 @@ def validation_metrics(trainer: Any, samples: list[dict[str, Any]]) -> dict[str,
     for name, subset in sorted(by_dataset.items()):  # batches of one dataset: sums split by dataset exactly
         plan = plan_batches(subset, opts.micro_batch, seed=opts.seed, epoch=0, shuffle=False)
         acc = per.setdefault(name, {"cls_sum": 0.0, "cls_n": 0, "correct": 0, "lm_sum": 0.0, "lm_n": 0})
-        for batch in make_loader(subset, plan[trainer.dist.rank::trainer.dist.world_size], trainer.collate,
-                                 workers=min(opts.workers, 1)):
+        for batch in make_loader(
+            subset, plan[trainer.dist.rank :: trainer.dist.world_size], trainer.collate, workers=min(opts.workers, 1)
+        ):
             if not batch.ids:
                 continue
             losses = trainer.forward(batch.to(trainer.dist.device))  # the stage's losses, same precision as training
@@ -94,8 +95,9 @@ def gather_for_save(trainer: Any) -> Iterator[None]:
         return
     import deepspeed
 
-    params = [p for n, p in trainer.model.named_parameters()
-              if p.requires_grad or n.startswith("heads.") or "lora_" in n] + [trainer.model.lm_head().weight]
+    params = [
+        p for n, p in trainer.model.named_parameters() if p.requires_grad or n.startswith("heads.") or "lora_" in n
+    ] + [trainer.model.lm_head().weight]
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
         yield
 

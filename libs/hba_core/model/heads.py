@@ -54,8 +54,10 @@ class TaskHeads(nn.Module):
         return routed
 
 
-def classification_loss(routed: dict[str, tuple[torch.Tensor, torch.Tensor]], label_index: torch.Tensor,
-                        ) -> tuple[torch.Tensor | None, int]:
+def classification_loss(
+    routed: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    label_index: torch.Tensor,
+) -> tuple[torch.Tensor | None, int]:
     """Cross-entropy summed over routed rows (caller divides); returns (sum or None, rows counted)."""
     total: torch.Tensor | None = None
     count = 0

@@ -54,8 +54,12 @@ def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     shift_logits = logits[:, :-1].float()  # (B, T-1, V)
     shift_labels = labels[:, 1:]  # (B, T-1)
     count = int((shift_labels != IGNORE_INDEX).sum())
-    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
     return loss, count
 
 
@@ -128,29 +132,43 @@ class OmniSapiens(nn.Module):
         return result
 
 
-def label_probabilities(logits: torch.Tensor, labels: list[str],
-                        rows: list[int]) -> dict[int, tuple[str, dict[str, float]]]:
+def label_probabilities(
+    logits: torch.Tensor, labels: list[str], rows: list[int]
+) -> dict[int, tuple[str, dict[str, float]]]:
     """Row -> (argmax label, label -> softmax probability) for logits (n, n_labels) of ``rows``."""
     probs = logits.float().softmax(-1).cpu()
-    return {row: (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)})
-            for row, p in zip(rows, probs)}
+    return {
+        row: (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)}) for row, p in zip(rows, probs)
+    }
 
 
 @torch.no_grad()
-def generate(thinker: nn.Module, batch: Batch, tokenizer: Any, *, max_new_tokens: int = 64, greedy: bool = True,
-             temperature: float = 1.0) -> list[str]:
+def generate(
+    thinker: nn.Module,
+    batch: Batch,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int = 64,
+    greedy: bool = True,
+    temperature: float = 1.0,
+) -> list[str]:
     """Decoded continuations of a (left-padded) batch; greedy by default, sampling with ``greedy=False``."""
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": not greedy,
-                              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": not greedy,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     if not greedy:
         kwargs["temperature"] = temperature
     out = thinker.generate(**model_inputs(batch), **kwargs)
-    new = out[:, batch.inputs["input_ids"].shape[1]:]
+    new = out[:, batch.inputs["input_ids"].shape[1] :]
     return tokenizer.batch_decode(new, skip_special_tokens=True)
 
 
-def response_logprobs(thinker: nn.Module, batch: Batch, response_ids: torch.Tensor,
-                      response_mask: torch.Tensor) -> torch.Tensor:
+def response_logprobs(
+    thinker: nn.Module, batch: Batch, response_ids: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
     """Per-token log-probabilities (B, R) of ``response_ids`` (B, R) appended to the batch's prompts.
 
     ``response_mask`` (B, R) is 1 on real response tokens; padded positions get 0. Gradients flow
@@ -161,6 +179,6 @@ def response_logprobs(thinker: nn.Module, batch: Batch, response_ids: torch.Tens
     inputs["input_ids"] = torch.cat([inputs["input_ids"], response_ids], dim=1)  # (B, P+R)
     inputs["attention_mask"] = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"])], 1)
     logits = thinker(**inputs, use_cache=False).logits  # (B, P+R, V)
-    logits = logits[:, prompt_len - 1:-1].float()  # the positions predicting each response token
+    logits = logits[:, prompt_len - 1 : -1].float()  # the positions predicting each response token
     logp = torch.log_softmax(logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
     return logp * response_mask.to(logp.dtype)

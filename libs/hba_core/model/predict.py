@@ -81,8 +81,11 @@ def _bam_decoder(predictor: Predictor, batch: Batch, samples: dict[str, dict[str
         yield
 
 
-def _classify(predictor: Predictor, batch: Batch, samples: dict[str, dict[str, Any]],
-              ) -> dict[int, tuple[str, dict[str, float]]]:
+def _classify(
+    predictor: Predictor,
+    batch: Batch,
+    samples: dict[str, dict[str, Any]],
+) -> dict[int, tuple[str, dict[str, float]]]:
     assert predictor.model is not None
     bams = {name for name in set(batch.datasets) & set(predictor.bam or {}) if predictor.bam[name].head is not None}
     if not bams:
@@ -99,27 +102,36 @@ def _classify(predictor: Predictor, batch: Batch, samples: dict[str, dict[str, A
     return result
 
 
-def load_predictor(name_or_path: str, *, dtype: str = "float32", base_model: str | None = None,
-                   device: str | None = None) -> Predictor:
+def load_predictor(
+    name_or_path: str, *, dtype: str = "float32", base_model: str | None = None, device: str | None = None
+) -> Predictor:
     """An hba checkpoint (heads + adapter) or a plain Qwen2.5-Omni model (hub id or path, generate only)."""
     if ckpt.is_checkpoint(name_or_path):
         model, config = ckpt.load_checkpoint(name_or_path, dtype=dtype, base_model=base_model)
         if device:
             model.to(device)
         return Predictor(name_or_path, model.thinker, ckpt.load_checkpoint_processor(name_or_path, config), model)
-    return Predictor(name_or_path, load_thinker(name_or_path, dtype=dtype, device=device),
-                     load_processor(name_or_path))
+    return Predictor(name_or_path, load_thinker(name_or_path, dtype=dtype, device=device), load_processor(name_or_path))
 
 
-def predict_batch(predictor: Predictor, batch: Batch, *, mode: str, template: str | None,
-                  max_new_tokens: int, samples: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def predict_batch(
+    predictor: Predictor,
+    batch: Batch,
+    *,
+    mode: str,
+    template: str | None,
+    max_new_tokens: int,
+    samples: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Prediction rows for one collated batch."""
     rows: list[dict[str, Any]] = []
     classified: dict[int, tuple[str, dict[str, float]]] = {}
     if mode == "heads":
         if predictor.model is None:
-            raise InputError(predictor.name, "heads mode needs an hba checkpoint (written by hba-sft); "
-                                             "use --mode generate for a base model")
+            raise InputError(
+                predictor.name,
+                "heads mode needs an hba checkpoint (written by hba-sft); use --mode generate for a base model",
+            )
         classified = _classify(predictor, batch, samples or {})
     texts: list[str] = []
     if len(classified) < len(batch):
@@ -144,23 +156,38 @@ def predict_batch(predictor: Predictor, batch: Batch, *, mode: str, template: st
     return rows
 
 
-def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, media: MediaSettings,
-                 mode: str = "heads", template: str | None = None, batch_size: int = 8, max_new_tokens: int = 64,
-                 workers: int = 2, progress: bool = False) -> dict[str, Any]:
+def predict_file(
+    predictor: Predictor,
+    samples: PathLike,
+    out: PathLike,
+    *,
+    media: MediaSettings,
+    mode: str = "heads",
+    template: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    workers: int = 2,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Predict every sample of ``samples`` not yet in ``out``; returns a summary (counts, samples/s)."""
     if mode not in MODES:
         raise InputError("--mode", f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     if mode == "heads" and predictor.model is None:
-        raise InputError(predictor.name, "heads mode needs an hba checkpoint (written by hba-sft); "
-                                         "use --mode generate for a base model")
+        raise InputError(
+            predictor.name,
+            "heads mode needs an hba checkpoint (written by hba-sft); use --mode generate for a base model",
+        )
     writer = ResumableWriter(out)
     already = len(writer.done)
     seen: dict[str, int] = {}
     todo = []
     for line, sample in iter_samples(samples):
         if sample["id"] in seen:
-            raise InputError(f"{samples}:{line}", f"id {sample['id']!r} already used on line {seen[sample['id']]}; "
-                                                  "ids must be unique (drop the id field to derive ids from content)")
+            raise InputError(
+                f"{samples}:{line}",
+                f"id {sample['id']!r} already used on line {seen[sample['id']]}; "
+                "ids must be unique (drop the id field to derive ids from content)",
+            )
         seen[sample["id"]] = line
         if sample["id"] not in writer.done:
             todo.append(sample)
@@ -169,8 +196,10 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
         plan = []
         for name in dict.fromkeys(s["dataset"] for s in todo):
             members = [i for i, s in enumerate(todo) if s["dataset"] == name]
-            plan += [[members[j] for j in b] for b in plan_batches([todo[i] for i in members], batch_size, seed=0,
-                                                                 epoch=0, shuffle=False)]
+            plan += [
+                [members[j] for j in b]
+                for b in plan_batches([todo[i] for i in members], batch_size, seed=0, epoch=0, shuffle=False)
+            ]
     else:
         plan = plan_batches(todo, batch_size, seed=0, epoch=0, shuffle=False)
     collate = Collator(predictor.processor, media, targets=False, template=template)
@@ -186,8 +215,14 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
             skipped.extend(batch.skipped)
             cut += batch.audio_cut
             if batch.ids:
-                rows = predict_batch(predictor, batch.to(device), mode=mode, template=template,
-                                     max_new_tokens=max_new_tokens, samples=by_id)
+                rows = predict_batch(
+                    predictor,
+                    batch.to(device),
+                    mode=mode,
+                    template=template,
+                    max_new_tokens=max_new_tokens,
+                    samples=by_id,
+                )
                 writer.write(rows)
                 written += len(rows)
             if bar is not None:
@@ -195,9 +230,16 @@ def predict_file(predictor: Predictor, samples: PathLike, out: PathLike, *, medi
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
-    return {"out": str(out), "written": written, "already_done": already,
-            "skipped": len(skipped), "skipped_ids": [sid for sid, _ in skipped], "audio_clips_cut": cut,
-            "seconds": round(elapsed, 3), "samples_per_s": round(written / elapsed, 3) if elapsed else None}
+    return {
+        "out": str(out),
+        "written": written,
+        "already_done": already,
+        "skipped": len(skipped),
+        "skipped_ids": [sid for sid, _ in skipped],
+        "audio_clips_cut": cut,
+        "seconds": round(elapsed, 3),
+        "samples_per_s": round(written / elapsed, 3) if elapsed else None,
+    }
 
 
 def _progress_bar(total: int) -> Any:

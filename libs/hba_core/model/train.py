@@ -76,15 +76,24 @@ class SftOptions:
     report_to: str = "none"  # none | tensorboard | wandb
 
     def media(self) -> MediaSettings:
-        return MediaSettings(data_root=self.data_root, fps=self.fps, max_frames=self.max_frames,
-                             max_pixels=self.max_pixels, max_audio_seconds=self.max_audio_seconds)
+        return MediaSettings(
+            data_root=self.data_root,
+            fps=self.fps,
+            max_frames=self.max_frames,
+            max_pixels=self.max_pixels,
+            max_audio_seconds=self.max_audio_seconds,
+        )
 
 
 # ------------------------------------------------------------------ setup pieces
 
 
-def select_samples(path: str, stage: str, datasets: list[str] | None, exclude: list[str],
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def select_samples(
+    path: str,
+    stage: str,
+    datasets: list[str] | None,
+    exclude: list[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, val) samples of the stage's datasets: classification for cls, free text for qa, both for joint."""
     for name in [*(datasets or []), *exclude]:
         registry.dataset(name)  # unknown names fail with the valid ones
@@ -97,15 +106,24 @@ def select_samples(path: str, stage: str, datasets: list[str] | None, exclude: l
             continue
         split = sample.get("split")
         if split is None:
-            raise InputError(f"{path}:{line}", f"sample {sample['id']} has no 'split' field; hba-sft reads train "
-                                               "and val samples from one file with split = train / val / test")
+            raise InputError(
+                f"{path}:{line}",
+                f"sample {sample['id']} has no 'split' field; hba-sft reads train "
+                "and val samples from one file with split = train / val / test",
+            )
         (train if split == "train" else val if split in ("val", "validation") else []).append(sample)
     if not val:
-        raise InputError(path, f"no validation samples (split 'val') for stage {stage}: the best checkpoint is "
-                               "chosen by validation cross-entropy")
+        raise InputError(
+            path,
+            f"no validation samples (split 'val') for stage {stage}: the best checkpoint is "
+            "chosen by validation cross-entropy",
+        )
     if not train:
-        raise InputError(path, f"no training samples for stage {stage} (split 'train', datasets "
-                               f"{datasets or 'all'} minus {exclude or 'none'})")
+        raise InputError(
+            path,
+            f"no training samples for stage {stage} (split 'train', datasets "
+            f"{datasets or 'all'} minus {exclude or 'none'})",
+        )
     return train, val
 
 
@@ -113,7 +131,7 @@ def set_trainable(model: OmniSapiens, stage: str) -> list[torch.nn.Parameter]:
     """Freeze all but what the stage trains: LoRA + heads (cls), LM head (qa), all three (joint)."""
     for name, p in model.named_parameters():
         lora = "lora_" in name
-        p.requires_grad = (stage in ("cls", "joint") and (lora or name.startswith("heads.")))
+        p.requires_grad = stage in ("cls", "joint") and (lora or name.startswith("heads."))
     if stage in ("qa", "joint"):
         model.lm_head().weight.requires_grad = True
     return [p for p in model.parameters() if p.requires_grad]
@@ -168,8 +186,11 @@ class Trainer:
         self.train_samples, self.val_samples = select_samples(opts.samples, opts.stage, opts.datasets, opts.exclude)
         per_step = opts.micro_batch * self.dist.world_size
         if opts.batch_size % per_step:
-            raise InputError("--batch-size", f"{opts.batch_size} is not a multiple of micro-batch x processes "
-                                              f"({opts.micro_batch} x {self.dist.world_size})")
+            raise InputError(
+                "--batch-size",
+                f"{opts.batch_size} is not a multiple of micro-batch x processes "
+                f"({opts.micro_batch} x {self.dist.world_size})",
+            )
         self.accumulation = opts.batch_size // per_step
         self.model, self.processor = build_model(opts)
         self.trainable = set_trainable(self.model, opts.stage)
@@ -190,11 +211,16 @@ class Trainer:
         if opts.deepspeed or self.dist.world_size > 1:
             import deepspeed
 
-            config = deepspeed_config(opts.deepspeed or "zero2", micro_batch=opts.micro_batch,
-                                      accumulation=self.accumulation, max_grad_norm=opts.max_grad_norm,
-                                      dtype=opts.dtype)
+            config = deepspeed_config(
+                opts.deepspeed or "zero2",
+                micro_batch=opts.micro_batch,
+                accumulation=self.accumulation,
+                max_grad_norm=opts.max_grad_norm,
+                dtype=opts.dtype,
+            )
             self.engine, optimizer, _, scheduler = deepspeed.initialize(
-                model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+                model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+            )
         self.optimizer, self.scheduler = optimizer, scheduler
         self.progress = Progress()
         self.collate = Collator(self.processor, opts.media(), targets=True)
@@ -217,8 +243,15 @@ class Trainer:
         tmp = self.run_dir / ".last.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
-        torch.save({**state, "params": trainable, "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict()}, tmp / "state.pt")
+        torch.save(
+            {
+                **state,
+                "params": trainable,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+            tmp / "state.pt",
+        )
         final = self.run_dir / "last"
         if final.exists():
             os.replace(tmp / "state.pt", final / "state.pt")
@@ -265,8 +298,9 @@ class Trainer:
 
     def forward(self, batch: Batch) -> Any:
         cls, lm = self.opts.stage in ("cls", "joint"), self.opts.stage in ("qa", "joint")
-        context = (torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if self.autocast
-                   else contextlib.nullcontext())
+        context = (
+            torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        )
         with context:
             return (self.engine or self.model)(batch, cls=cls, lm=lm)
 
@@ -302,9 +336,14 @@ class Trainer:
 
         with gather_for_save(self):
             if self.dist.main:
-                ckpt.save_checkpoint(self.model, self.run_dir / "best", self.config(), processor=self.processor,
-                                     lm_head_trained=self.opts.stage in ("qa", "joint") or self._init_lm_head(),
-                                     metrics=metrics)
+                ckpt.save_checkpoint(
+                    self.model,
+                    self.run_dir / "best",
+                    self.config(),
+                    processor=self.processor,
+                    lm_head_trained=self.opts.stage in ("qa", "joint") or self._init_lm_head(),
+                    metrics=metrics,
+                )
 
     def _init_lm_head(self) -> bool:
         if not self.opts.init:
@@ -317,8 +356,16 @@ class Trainer:
         if o.init:
             base = json.loads((Path(o.init) / ckpt.CONFIG).read_text())["base_model"]
         names = sorted({s["dataset"] for s in self.train_samples})
-        return ckpt.run_config(tool="hba-sft", stage=o.stage, base_model=base, init=o.init,
-                               label_space=self.model.label_space, datasets=names, options=asdict(o), seed=o.seed)
+        return ckpt.run_config(
+            tool="hba-sft",
+            stage=o.stage,
+            base_model=base,
+            init=o.init,
+            label_space=self.model.label_space,
+            datasets=names,
+            options=asdict(o),
+            seed=o.seed,
+        )
 
 
 def run_sft(opts: SftOptions) -> dict[str, Any]:
@@ -344,7 +391,7 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
         plan = plan_batches(trainer.train_samples, opts.micro_batch, seed=opts.seed, epoch=p.epoch)
         mine, _dropped = shard_batches(plan, trainer.dist.rank, trainer.dist.world_size)
         per_epoch = len(mine) - len(mine) % trainer.accumulation or len(mine)
-        loader = make_loader(trainer.train_samples, mine[p.micro:per_epoch], trainer.collate, workers=opts.workers)
+        loader = make_loader(trainer.train_samples, mine[p.micro : per_epoch], trainer.collate, workers=opts.workers)
         for batch in loader:
             p.skipped += len(batch.skipped)
             p.audio_cut += batch.audio_cut
@@ -358,11 +405,16 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
                 continue
             p.step += 1
             elapsed = time.perf_counter() - window["start"]
-            record = {"step": p.step, "epoch": p.epoch, "loss": window["loss"] / trainer.accumulation,
-                      "lr": trainer.scheduler.get_last_lr()[0],
-                      "samples_per_s": window["samples"] * trainer.dist.world_size / elapsed,
-                      "tokens_per_s": window["tokens"] * trainer.dist.world_size / elapsed,
-                      "peak_memory_gb": _peak_memory_gb(trainer.dist.device), "skipped": p.skipped}
+            record = {
+                "step": p.step,
+                "epoch": p.epoch,
+                "loss": window["loss"] / trainer.accumulation,
+                "lr": trainer.scheduler.get_last_lr()[0],
+                "samples_per_s": window["samples"] * trainer.dist.world_size / elapsed,
+                "tokens_per_s": window["tokens"] * trainer.dist.world_size / elapsed,
+                "peak_memory_gb": _peak_memory_gb(trainer.dist.device),
+                "skipped": p.skipped,
+            }
             trainer.log(record)
             if sink:
                 sink(record)
@@ -383,11 +435,18 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
     from hba_core.model.evaluate import all_gather
 
     counts = [sum(part) for part in zip(*all_gather((p.samples, p.skipped, p.audio_cut)))]
-    summary = {"run_dir": str(trainer.run_dir), "steps": p.step, "epochs_done": p.epoch, "samples_seen": counts[0],
-               "skipped_samples": counts[1], "audio_clips_cut": counts[2], "main_process": trainer.dist.main,
-               "best_val_ce": p.best_val,
-               "best": str(trainer.run_dir / "best") if (trainer.run_dir / "best").is_dir() else None,
-               "complete": p.step >= trainer.total_steps}
+    summary = {
+        "run_dir": str(trainer.run_dir),
+        "steps": p.step,
+        "epochs_done": p.epoch,
+        "samples_seen": counts[0],
+        "skipped_samples": counts[1],
+        "audio_clips_cut": counts[2],
+        "main_process": trainer.dist.main,
+        "best_val_ce": p.best_val,
+        "best": str(trainer.run_dir / "best") if (trainer.run_dir / "best").is_dir() else None,
+        "complete": p.step >= trainer.total_steps,
+    }
     if trainer.dist.main:
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutdown_distributed()  # cleanup: an open gloo/shm group can abort the process at exit

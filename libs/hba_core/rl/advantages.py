@@ -55,5 +55,6 @@ def _zero_where_tied(advantages: torch.Tensor, rewards: torch.Tensor) -> torch.T
 
 def _check_groups(rewards: torch.Tensor) -> None:
     if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"rewards must be (prompts, group) with a group of at least 2 responses, "
-                         f"got {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards must be (prompts, group) with a group of at least 2 responses, got {tuple(rewards.shape)}"
+        )

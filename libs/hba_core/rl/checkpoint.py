@@ -68,8 +68,16 @@ def save_policy(policy: Any, processor: Any, target: Path, *, merge_lora: bool) 
         processor.save_pretrained(str(target))
 
 
-def write_checkpoint(out: Path, step: int, *, policy: Any, processor: Any, trainer_state: dict[str, Any],
-                     deepspeed_engine: Any = None, is_main: bool = True) -> Path:
+def write_checkpoint(
+    out: Path,
+    step: int,
+    *,
+    policy: Any,
+    processor: Any,
+    trainer_state: dict[str, Any],
+    deepspeed_engine: Any = None,
+    is_main: bool = True,
+) -> Path:
     """Write ``checkpoints/step-NNNNNN`` atomically and point ``latest`` at it; returns its path.
 
     Every rank calls this under DeepSpeed (its checkpoint is collective); only the main rank writes files.

@@ -46,8 +46,11 @@ class GrpoConfig:
     engine: str = _opt("hf", "rollout engine: hf (transformers generate) or vllm (optional extra, GPU, text prompts)")
     temperature: float = _opt(1.0, "rollout sampling temperature")
     top_p: float = _opt(1.0, "rollout nucleus sampling threshold")
-    template: str | None = _opt(None, "prompt template file with a {problem} placeholder (default: the think "
-                                      "instruction of App. B.2; literal braces doubled: \\boxed{{ }})")
+    template: str | None = _opt(
+        None,
+        "prompt template file with a {problem} placeholder (default: the think "
+        "instruction of App. B.2; literal braces doubled: \\boxed{{ }})",
+    )
     data_root: str | None = _opt(None, "media paths are relative to this (default: the train file's folder)")
     val_every: int = _opt(5, "validate every N steps")
     val_limit: int | None = _opt(None, "validate on the first N validation samples (default: all)")
@@ -59,5 +62,6 @@ class GrpoConfig:
     lora_alpha: int = _opt(64, "LoRA alpha (scale = alpha / r)")
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward (needed for 7B at 4k tokens)")
     deepspeed: str | None = _opt(None, "zero2 or a DeepSpeed JSON config, ZeRO stage <= 2 (launch with `deepspeed`)")
-    reward_weights: dict[str, float] = _opt({}, "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, "
-                                                "format, similarity)")
+    reward_weights: dict[str, float] = _opt(
+        {}, "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, format, similarity)"
+    )

@@ -38,9 +38,16 @@ def per_response_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-def clipped_surrogate_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                           *, clip_eps: float = 0.2, ref_logp: torch.Tensor | None = None,
-                           beta: float = 0.0) -> PolicyLoss:
+def clipped_surrogate_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.0,
+) -> PolicyLoss:
     """The GRPO loss over a batch of responses.
 
     Args:

@@ -33,8 +33,11 @@ class Policy:
         if dtype != "float32" and not (config.lora or config.deepspeed):
             # AdamW on bf16 weights drops every update below bf16's precision (lr 5e-7 updates vanish);
             # DeepSpeed keeps fp32 master weights, peft keeps LoRA weights in fp32.
-            raise InputError("--dtype", f"full fine-tuning in {dtype} without fp32 master weights loses small "
-                                        "updates; add --deepspeed zero2 or --lora, or use --dtype float32")
+            raise InputError(
+                "--dtype",
+                f"full fine-tuning in {dtype} without fp32 master weights loses small "
+                "updates; add --deepspeed zero2 or --lora, or use --dtype float32",
+            )
         self.processor = load_processor(_processor_source(config.init))
         self.processor.tokenizer.padding_side = "left"  # generation appends on the right
         tok = self.processor.tokenizer
@@ -42,8 +45,11 @@ class Policy:
         model = _load_init(config.init, dtype)
         self.resume_from = ckpt.latest_checkpoint(Path(config.out))
         if config.lora:
-            model = (load_lora(model, str(self.resume_from / "policy")) if self.resume_from
-                     else add_lora(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha)))
+            model = (
+                load_lora(model, str(self.resume_from / "policy"))
+                if self.resume_from
+                else add_lora(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha))
+            )
         elif self.resume_from:
             model = _load_init(str(self.resume_from / "policy"), dtype)
         for name, p in model.named_parameters():  # the encoders stay frozen: RL trains the decoder
@@ -64,8 +70,9 @@ class Policy:
             import deepspeed
 
             ds_config = deepspeed_config(config, world_size)
-            self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=self.optimizer,
-                                                                     config=ds_config)
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, optimizer=self.optimizer, config=ds_config
+            )
         template = Path(config.template).read_text(encoding="utf-8") if config.template else think_template()
         if "{problem}" not in template:
             raise InputError(config.template or "template", "the template has no {problem} placeholder")
@@ -75,8 +82,12 @@ class Policy:
         self.collate = Collator(self.processor, self.media, targets=False)  # validation batches
         self.rollout: RolloutEngine
         if config.engine == "hf":
-            self.rollout = HFGenerateEngine(model, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
-                                            suppress_token_ids=media_token_ids(self.processor))
+            self.rollout = HFGenerateEngine(
+                model,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+                suppress_token_ids=media_token_ids(self.processor),
+            )
         elif config.engine == "vllm":
             if config.lora:
                 raise InputError("--engine vllm", "weight sync needs full fine-tuning; drop --lora or use --engine hf")
@@ -119,8 +130,15 @@ def media_token_ids(processor: Any) -> list[int]:
     """Media placeholder and boundary token ids: a response must not contain them (the Thinker's forward
     pass and its 3-D rope positions read them as audio/image/video segments)."""
     tok = processor.tokenizer
-    names = ("audio_token", "image_token", "video_token", "audio_bos_token", "audio_eos_token",
-             "vision_bos_token", "vision_eos_token")
+    names = (
+        "audio_token",
+        "image_token",
+        "video_token",
+        "audio_bos_token",
+        "audio_eos_token",
+        "vision_bos_token",
+        "vision_eos_token",
+    )
     return sorted({tok.convert_tokens_to_ids(getattr(tok, n)) for n in names if getattr(tok, n, None)})
 
 
@@ -143,8 +161,11 @@ def deepspeed_config(config: GrpoConfig, world_size: int) -> dict[str, Any]:
         text = path.read_text()
     ds = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
     if ds.get("zero_optimization", {}).get("stage", 0) > 2:
-        raise InputError("--deepspeed", "ZeRO stage 3 is not supported by hba-grpo (rollouts would gather the "
-                                        "weights at every token); use zero2, with --lora if memory is short")
+        raise InputError(
+            "--deepspeed",
+            "ZeRO stage 3 is not supported by hba-grpo (rollouts would gather the "
+            "weights at every token); use zero2, with --lora if memory is short",
+        )
     ds["train_micro_batch_size_per_gpu"] = config.micro_batch
     ds["gradient_accumulation_steps"] = 1  # unmanaged: our loop decides where a mini-batch ends
     ds["managed_gradient_accumulation"] = False

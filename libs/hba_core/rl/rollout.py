@@ -61,8 +61,9 @@ class HFGenerateEngine:
     The model is put in eval mode for the call (no dropout while sampling) and restored afterwards.
     """
 
-    def __init__(self, model: torch.nn.Module, *, eos_token_id: int, pad_token_id: int,
-                 suppress_token_ids: Sequence[int] = ()):
+    def __init__(
+        self, model: torch.nn.Module, *, eos_token_id: int, pad_token_id: int, suppress_token_ids: Sequence[int] = ()
+    ):
         self.model = model
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
@@ -80,9 +81,15 @@ class HFGenerateEngine:
         try:
             prompt_len = batch.inputs["input_ids"].shape[1]
             sequences = self.model.generate(
-                **batch.inputs, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                top_k=0, max_new_tokens=sampling.max_new_tokens, use_cache=True,
-                eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id,
+                **batch.inputs,
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=0,
+                max_new_tokens=sampling.max_new_tokens,
+                use_cache=True,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
                 suppress_tokens=self.suppress_token_ids or None,
             )  # (B, T_prompt + T_new); rows that stopped early are padded after their eos
         finally:
@@ -109,8 +116,10 @@ class VLLMEngine:
         try:
             import vllm
         except ImportError as exc:
-            raise ImportError("the vLLM rollout engine is optional: `pip install vllm` (GPU only), "
-                              "or use the default Hugging Face engine (--engine hf)") from exc
+            raise ImportError(
+                "the vLLM rollout engine is optional: `pip install vllm` (GPU only), "
+                "or use the default Hugging Face engine (--engine hf)"
+            ) from exc
         self._vllm = vllm
         self.eos_token_id = eos_token_id
         self.llm = vllm.LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
@@ -121,15 +130,23 @@ class VLLMEngine:
         self.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(state.items())
 
     def generate(self, batch: PromptBatch, sampling: SamplingConfig) -> list[list[int]]:
-        keys = [k for k, v in batch.inputs.items()
-                if isinstance(v, torch.Tensor) and k not in ("input_ids", "attention_mask")]
+        keys = [
+            k
+            for k, v in batch.inputs.items()
+            if isinstance(v, torch.Tensor) and k not in ("input_ids", "attention_mask")
+        ]
         if keys:
-            raise ValueError(f"the vLLM engine takes text-only prompts; these rows carry {sorted(keys)}: "
-                             "use the Hugging Face engine")
+            raise ValueError(
+                f"the vLLM engine takes text-only prompts; these rows carry {sorted(keys)}: use the Hugging Face engine"
+            )
         ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
         prompts = [{"prompt_token_ids": row[m.bool()].tolist()} for row, m in zip(ids, mask)]
-        params = self._vllm.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                           max_tokens=sampling.max_new_tokens, stop_token_ids=[self.eos_token_id])
+        params = self._vllm.SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            stop_token_ids=[self.eos_token_id],
+        )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [list(out.outputs[0].token_ids) for out in outputs]
 

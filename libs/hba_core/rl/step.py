@@ -47,8 +47,9 @@ def prepare_prompts(policy: Policy, prompts: Sequence[dict[str, Any]]) -> tuple[
     prepared, skipped = {}, []
     for sample in prompts:
         try:
-            prepared[sample["id"]] = prepare_sample(policy.prompt(sample), policy.processor, policy.media,
-                                                    with_target=False)
+            prepared[sample["id"]] = prepare_sample(
+                policy.prompt(sample), policy.processor, policy.media, with_target=False
+            )
         except HbaError as exc:
             log.warning("skipping sample %s: %s", sample["id"], exc)
             skipped.append((sample["id"], str(exc)))
@@ -62,8 +63,9 @@ def encode_rows(policy: Policy, prepared: list[Any]) -> Any:
     return encode_batch(prepared, policy.processor, policy.media).to(policy.device)
 
 
-def generate_rollouts(policy: Policy, prompts: Sequence[dict[str, Any]], sampling: SamplingConfig,
-                      group: int, batch_prompts: int) -> Rollouts:
+def generate_rollouts(
+    policy: Policy, prompts: Sequence[dict[str, Any]], sampling: SamplingConfig, group: int, batch_prompts: int
+) -> Rollouts:
     """Sample ``group`` responses per prompt, in generate calls of ``batch_prompts`` prompts of one signature."""
     start = time.perf_counter()
     prepared, skipped = prepare_prompts(policy, prompts)
@@ -77,8 +79,9 @@ def generate_rollouts(policy: Policy, prompts: Sequence[dict[str, Any]], samplin
         responses.extend(policy.rollout.generate(PromptBatch(chunk_rows, batch.inputs), sampling))
         rows.extend(chunk_rows)
     texts = policy.processor.tokenizer.batch_decode(responses, skip_special_tokens=True)
-    return Rollouts(rows, responses, texts, prepared, skipped, prepare_seconds,
-                    time.perf_counter() - start - prepare_seconds)
+    return Rollouts(
+        rows, responses, texts, prepared, skipped, prepare_seconds, time.perf_counter() - start - prepare_seconds
+    )
 
 
 def _signature_chunks(samples: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
@@ -86,15 +89,16 @@ def _signature_chunks(samples: list[dict[str, Any]], size: int) -> list[list[dic
     by_sig: dict[str, list[dict[str, Any]]] = {}
     for s in samples:
         by_sig.setdefault(str(s.get("modality_signature", "")), []).append(s)
-    return [group[i:i + size] for group in by_sig.values() for i in range(0, len(group), size)]
+    return [group[i : i + size] for group in by_sig.values() for i in range(0, len(group), size)]
 
 
 def _check_prompt_length(batch: Any, limit: int) -> None:
     lengths = batch.inputs["attention_mask"].sum(dim=1)
     for sid, n in zip(batch.ids, lengths.tolist()):
         if n > limit:
-            raise InputError(sid, f"prompt is {n} tokens, over --max-prompt-tokens {limit}; raise it or "
-                                  "lower the media limits")
+            raise InputError(
+                sid, f"prompt is {n} tokens, over --max-prompt-tokens {limit}; raise it or lower the media limits"
+            )
 
 
 @dataclass
@@ -122,11 +126,18 @@ def build_micro_batches(policy: Policy, rollouts: Rollouts, advantages: torch.Te
     micro = []
     for sig_rows in by_sig.values():
         for i in range(0, len(sig_rows), size):
-            idx = sig_rows[i:i + size]
+            idx = sig_rows[i : i + size]
             batch = encode_rows(policy, [rollouts.prepared[rollouts.samples[r]["id"]] for r in idx])
             ids, mask = response_tensors([rollouts.responses[r] for r in idx], policy.pad_id)
-            micro.append(MicroBatch(batch, ids.to(policy.device), mask.to(policy.device),
-                                    advantages[idx].to(policy.device), prompt_index=[r // group for r in idx]))
+            micro.append(
+                MicroBatch(
+                    batch,
+                    ids.to(policy.device),
+                    mask.to(policy.device),
+                    advantages[idx].to(policy.device),
+                    prompt_index=[r // group for r in idx],
+                )
+            )
     return micro
 
 
@@ -176,8 +187,15 @@ def ppo_updates(policy: Policy, micro: list[MicroBatch], *, step_seed: int) -> d
             for mb in members or micro[:1]:
                 logp = response_logp(policy.forward_module, mb)
                 old = mb.old_logp if mb.old_logp is not None else logp.detach()
-                out = clipped_surrogate_loss(logp, old, mb.advantages, mb.response_mask, clip_eps=cfg.clip_eps,
-                                             ref_logp=mb.ref_logp, beta=cfg.beta)
+                out = clipped_surrogate_loss(
+                    logp,
+                    old,
+                    mb.advantages,
+                    mb.response_mask,
+                    clip_eps=cfg.clip_eps,
+                    ref_logp=mb.ref_logp,
+                    beta=cfg.beta,
+                )
                 weight = len(mb.prompt_index) / rows if members else 0.0  # exact mean over the mini-batch
                 policy.backward_step(out.loss * weight)
                 stats["loss"].append(float(out.loss.detach()))
@@ -194,8 +212,9 @@ def ppo_updates(policy: Policy, micro: list[MicroBatch], *, step_seed: int) -> d
     return summary
 
 
-def train_step(policy: Policy, prompts: list[dict[str, Any]], step: int, reward_fn: RewardFn,
-               world: int = 1) -> dict[str, Any]:
+def train_step(
+    policy: Policy, prompts: list[dict[str, Any]], step: int, reward_fn: RewardFn, world: int = 1
+) -> dict[str, Any]:
     """One GRPO step on this rank's prompts; returns its metrics line (averaged over ranks)."""
     cfg = policy.config
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
@@ -239,5 +258,5 @@ def _reduce_metrics(line: dict[str, Any], world: int) -> dict[str, Any]:
     for key, value in line.items():
         if isinstance(value, (int, float)) and key != "step":
             values = [float(other.get(key, 0.0)) for other in lines]
-            merged[key] = (type(value)(sum(values)) if key in sums else sum(values) / world)
+            merged[key] = type(value)(sum(values)) if key in sums else sum(values) / world
     return merged

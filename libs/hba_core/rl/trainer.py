@@ -46,8 +46,12 @@ def default_reward(weights: dict[str, float]) -> RewardFn:
 
     def reward(completions: list[str], samples: list[dict[str, Any]]) -> dict[str, list[float]]:
         rows = grpo_rewards(completions, [s["answer"] for s in samples], weights=weights)
-        return {"total": [r.total for r in rows], "accuracy": [r.accuracy for r in rows],
-                "format": [r.format for r in rows], "similarity": [r.similarity for r in rows]}
+        return {
+            "total": [r.total for r in rows],
+            "accuracy": [r.accuracy for r in rows],
+            "format": [r.format for r in rows],
+            "similarity": [r.similarity for r in rows],
+        }
 
     return reward
 
@@ -61,8 +65,11 @@ def load_prompts(path: str) -> list[dict[str, Any]]:
         samples.append(sample)
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise InputError(problems[0], f"{len(problems)} samples have no gold 'answer' (GRPO rewards need it): "
-                                      f"{', '.join(problems[:3])}{more}; fix or remove them")
+        raise InputError(
+            problems[0],
+            f"{len(problems)} samples have no gold 'answer' (GRPO rewards need it): "
+            f"{', '.join(problems[:3])}{more}; fix or remove them",
+        )
     if not samples:
         raise InputError(path, "no samples")
     return samples
@@ -77,7 +84,7 @@ def step_prompts(samples: list[dict[str, Any]], step: int, per_step: int, seed: 
     epoch, index = divmod(step, steps_per_epoch)
     order = list(range(len(samples)))
     random.Random(seed * 100_003 + epoch).shuffle(order)
-    return [samples[i] for i in order[index * per_step:(index + 1) * per_step]]
+    return [samples[i] for i in order[index * per_step : (index + 1) * per_step]]
 
 
 def total_steps(config: GrpoConfig, n_samples: int) -> int:
@@ -90,16 +97,20 @@ def check_config(config: GrpoConfig) -> None:
     if config.group_size < 2:
         raise InputError("--group-size", "a group needs at least 2 responses (advantages compare them)")
     if config.prompts_per_step % config.mini_batch:
-        raise InputError("--mini-batch", f"{config.mini_batch} does not divide --prompts-per-step "
-                                         f"{config.prompts_per_step}")
+        raise InputError(
+            "--mini-batch", f"{config.mini_batch} does not divide --prompts-per-step {config.prompts_per_step}"
+        )
     if config.estimator not in ("grpo", "rloo"):
         raise InputError("--estimator", f"unknown estimator {config.estimator!r}; valid: grpo, rloo")
     if config.beta < 0 or not 0 < config.clip_eps < 1:
         raise InputError("--beta/--clip-eps", "need beta >= 0 and 0 < clip-eps < 1")
 
 
-def train(config: GrpoConfig, reward_fn: RewardFn | None = None,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Path:
+def train(
+    config: GrpoConfig,
+    reward_fn: RewardFn | None = None,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> Path:
     """Run (or resume) GRPO; returns the ``final/`` model directory."""
     check_config(config)
     rank, world = _distributed()
@@ -107,8 +118,10 @@ def train(config: GrpoConfig, reward_fn: RewardFn | None = None,
     train_samples = load_prompts(config.train)
     val_samples = load_prompts(config.val)[: config.val_limit] if config.val else []
     if len(train_samples) < config.prompts_per_step:
-        raise InputError(config.train, f"{len(train_samples)} samples, fewer than --prompts-per-step "
-                                        f"{config.prompts_per_step}; lower it")
+        raise InputError(
+            config.train,
+            f"{len(train_samples)} samples, fewer than --prompts-per-step {config.prompts_per_step}; lower it",
+        )
     reward_fn = reward_fn or default_reward(config.reward_weights)
     torch.manual_seed(config.seed + rank)
     policy = Policy(config, world_size=world)  # loads the newest checkpoint of `out` when there is one
@@ -155,18 +168,24 @@ def validate(policy: Policy, samples: list[dict[str, Any]], reward_fn: RewardFn,
     kept: list[dict[str, Any]] = []
     start = time.perf_counter()
     for i in range(0, len(samples), policy.config.rollout_batch):
-        chunk = [policy.prompt(s) for s in samples[i:i + policy.config.rollout_batch]]
+        chunk = [policy.prompt(s) for s in samples[i : i + policy.config.rollout_batch]]
         for group in _by_signature(chunk):
             batch = policy.collate(group)
             if batch.ids:
-                texts += generate(policy.model, batch.to(policy.device), policy.processor.tokenizer,
-                                  max_new_tokens=policy.config.max_new_tokens, greedy=True)
+                texts += generate(
+                    policy.model,
+                    batch.to(policy.device),
+                    policy.processor.tokenizer,
+                    max_new_tokens=policy.config.max_new_tokens,
+                    greedy=True,
+                )
                 by_id = {s["id"]: s for s in group}
                 kept += [by_id[sid] for sid in batch.ids]
     policy.model.train()
     rewards = reward_fn(texts, kept) if kept else {"total": []}
-    line = {f"val_reward_{k}" if k != "total" else "val_reward": (sum(v) / len(v) if v else 0.0)
-            for k, v in rewards.items()}
+    line = {
+        f"val_reward_{k}" if k != "total" else "val_reward": (sum(v) / len(v) if v else 0.0) for k, v in rewards.items()
+    }
     line["val_samples"] = len(kept)
     line["val_seconds"] = time.perf_counter() - start
     if world == 1:
@@ -200,8 +219,15 @@ def _save(policy: Policy, out: Path, step: int, rank: int, world: int) -> None:
     state: dict[str, Any] = {"step": step, "rng": rng}
     if policy.engine is None:
         state["optimizer"] = policy.optimizer.state_dict()
-    ckpt.write_checkpoint(out, step, policy=policy.model, processor=policy.processor, trainer_state=state,
-                          deepspeed_engine=policy.engine, is_main=rank == 0)
+    ckpt.write_checkpoint(
+        out,
+        step,
+        policy=policy.model,
+        processor=policy.processor,
+        trainer_state=state,
+        deepspeed_engine=policy.engine,
+        is_main=rank == 0,
+    )
 
 
 def _distributed() -> tuple[int, int]:
@@ -220,8 +246,16 @@ def _write_run_config(out: Path, config: GrpoConfig) -> None:
     from hba_core.model.checkpoint import run_config
 
     options = dataclasses.asdict(config)
-    rc = run_config(tool="hba-grpo", stage=config.estimator, base_model=config.init, init=config.init,
-                    label_space={}, datasets=[], options=options, seed=config.seed)
+    rc = run_config(
+        tool="hba-grpo",
+        stage=config.estimator,
+        base_model=config.init,
+        init=config.init,
+        label_space={},
+        datasets=[],
+        options=options,
+        seed=config.seed,
+    )
     with atomic_output(out / "run-config.json") as fh:
         fh.write(json.dumps(rc, indent=2).encode() + b"\n")
 
@@ -242,9 +276,13 @@ def _append_metrics(path: Path, line: dict[str, Any]) -> None:
 def _summary(line: dict[str, Any], steps: int) -> str:
     parts = [f"step {line['step']}/{steps}", f"reward {line['reward']:.3f}"]
     parts += [f"{k.removeprefix('reward_')} {line[k]:.3f}" for k in line if k.startswith("reward_")]
-    parts += [f"format {line['format_rate']:.2f}", f"len {line['response_length']:.0f}",
-              f"clip {line.get('clip_fraction', 0):.3f}",
-              f"rollout {line['rollout_tokens_per_s']:.0f} tok/s", f"train {line['train_tokens_per_s']:.0f} tok/s"]
+    parts += [
+        f"format {line['format_rate']:.2f}",
+        f"len {line['response_length']:.0f}",
+        f"clip {line.get('clip_fraction', 0):.3f}",
+        f"rollout {line['rollout_tokens_per_s']:.0f} tok/s",
+        f"train {line['train_tokens_per_s']:.0f} tok/s",
+    ]
     if "val_reward" in line:
         parts.append(f"val reward {line['val_reward']:.3f}")
     return " | ".join(parts)
@@ -253,4 +291,3 @@ def _summary(line: dict[str, Any], steps: int) -> str:
 def read_metrics(out: str | Path) -> list[dict[str, Any]]:
     """The metrics lines of a run directory."""
     return [row for _, row in iter_jsonl(Path(out) / METRICS)]
-
