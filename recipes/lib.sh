@@ -35,6 +35,9 @@ JUDGE_PROMPT=${HBA_JUDGE_PROMPT:-paper}
 
 log() { echo "[$RECIPE] $*" >&2; }
 
+# fact NAME [DATASET]: a registry fact (dataset sets comma-joined, per-dataset numbers); never a literal here.
+fact() { python -m hba_core.registry get "$@"; }
+
 # hba_setup NAME: profile settings and R=OUT/NAME. Mini builds fixtures + the converted atlas once.
 hba_setup() {
     RECIPE=$1

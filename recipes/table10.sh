@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 hba_setup table10
 need_table4
-BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || echo mmsd,daicwoz)}
+BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || fact bam_mini)}
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/bam.jsonl" --split test
 bam_variant no-raw-media --no-raw-media
 score "$R/data/test.jsonl" "OmniSapiens-7B BAM=$T4/pred/bam.jsonl" "BAM no-raw-media=$R/pred/no-raw-media.jsonl"

@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 hba_setup table11
 need_table4
-BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || echo mmsd,daicwoz)}
+BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || fact bam_mini)}
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/bam.jsonl" --split test
 bam_variant hidden512 --hidden 512
 score "$R/data/test.jsonl" "OmniSapiens-7B BAM=$T4/pred/bam.jsonl" "BAM hidden512=$R/pred/hidden512.jsonl"

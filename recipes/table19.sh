@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 hba_setup table19
 need_table4
-stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/test.jsonl" --dataset mosei_senti,chsimsv2
+stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/test.jsonl" --dataset "$(fact intensity)"
 models=(--pred "$T4/pred/sft.jsonl" --name "OmniSapiens-7B SFT" --pred "$T4/pred/bam.jsonl" --name "OmniSapiens-7B BAM"
         --pred "$T4/pred/rl.jsonl" --name "OmniSapiens-7B RL" --pred "$T4/pred/base.jsonl" --name "$(basename "$MODEL")")
 stage score-json "$R/report.json" hba-score --truth "$R/data/test.jsonl" "${models[@]}" --format json -o "$R/report.json" \

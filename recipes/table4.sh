@@ -18,9 +18,9 @@ source "$(dirname "$0")/lib.sh"
 hba_setup table4
 
 if [[ $PROFILE == mini ]]; then
-    BAM_DATASETS=${BAM_DATASETS:-mmsd,daicwoz}
+    BAM_DATASETS=${BAM_DATASETS:-$(fact bam_mini)}
 else
-    BAM_DATASETS=${BAM_DATASETS:-mosei_senti,mosei_emotion,meld_senti,meld_emotion,chsimsv2,cremad,tess,siq2,intentqa,mimeqa,urfunny,mmsd,mmpsy_anxiety,daicwoz,mmpsy_depression,ptsd_in_the_wild}
+    BAM_DATASETS=${BAM_DATASETS:-$(fact bam)}
 fi
 read -r -a EXTRA <<< "${EXTRA_MODELS:-}"
 echo "$BAM_DATASETS" > "$R/.bam_datasets"

@@ -14,13 +14,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 hba_setup table5
 
-HELD_OUT=(mosei_senti meld_emotion daicwoz mmsd)
-declare -A EPOCHS=([mosei_senti]=1 [meld_emotion]=1 [daicwoz]=2 [mmsd]=1)
-declare -A BATCH=([mosei_senti]=32 [meld_emotion]=32 [daicwoz]=4 [mmsd]=16)
-if [[ $PROFILE == mini ]]; then BATCH=([mosei_senti]=4 [meld_emotion]=4 [daicwoz]=2 [mmsd]=4); fi
+held=$(fact held_out)
+IFS=, read -r -a HELD_OUT <<< "$held"
+declare -A EPOCHS=() BATCH=()
+for ds in "${HELD_OUT[@]}"; do
+    EPOCHS[$ds]=$(fact transfer_epochs "$ds")
+    BATCH[$ds]=$(fact batch_size "$ds")
+    # mini: a few steps on the tiny model, batch halved and kept within 2..4 (32 -> 4, 16 -> 4, 4 -> 2)
+    if [[ $PROFILE == mini ]]; then b=$((BATCH[$ds] / 2)); BATCH[$ds]=$((b < 2 ? 2 : b > 4 ? 4 : b)); fi
+done
 # C.2: the fine-tunes ran micro-batch 2 on 2 GPUs (DAIC-WOZ's batch of 4 cannot be split over 8)
 FT_GPUS=${FT_GPUS:-2}
-held=$(IFS=,; echo "${HELD_OUT[*]}")
 
 # 1. pretraining corpus (every other dataset; hba-sft cls trains the classification ones) and the pretrained model
 stage_to select-pretrain "$R/data/pretrain.jsonl" hba-convert select "$ATLAS" --exclude "$held"

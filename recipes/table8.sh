@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 hba_setup table8
-held=mosei_senti,meld_emotion,daicwoz,mmsd
+held=$(fact held_out)
 stage_to select-train "$R/data/train.jsonl" hba-convert select "$ATLAS" --split train --exclude "$held"
 stage_to select-val "$R/data/val.jsonl" hba-convert select "$ATLAS" --split val --exclude "$held"
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$ATLAS" --split test --dataset "$held"

@@ -19,7 +19,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from hba_core.errors import UnknownNameError
+from hba_core.errors import HbaError, UnknownNameError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -91,6 +91,9 @@ class Registry:
     sources: dict[str, Source]
     synonyms: dict[str, dict[str, str]]
     boolean_answers: dict[str, tuple[str, ...]]
+    sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    rl: dict[str, Any] = field(default_factory=dict)
 
 
 def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
@@ -175,7 +178,13 @@ def _build(raw: dict[str, Any]) -> Registry:
         members = tuple(d for d in datasets.values() if d.source == name)
         counts = s.get("paper_counts")
         sources[name] = Source(name, s["title"], tuple(d.name for d in members), tuple(counts) if counts else None)
-    return Registry(domains, metrics, tasks, datasets, sources, synonyms, booleans)
+    sets = {name: tuple(members) for name, members in raw.get("sets", {}).items()}
+    for name, members in sets.items():
+        unknown = set(members) - set(datasets)
+        assert not unknown, f"registry: set {name} names unknown datasets {unknown}"
+    return Registry(
+        domains, metrics, tasks, datasets, sources, synonyms, booleans, sets, raw.get("training", {}), raw.get("rl", {})
+    )
 
 
 @cache
@@ -238,3 +247,82 @@ def canonical_label(text: str, dataset_name: str) -> str | None:
 def label_surface_forms(dataset_name: str) -> dict[str, str]:
     """Every surface form (normalised) that names one of the dataset's labels, with its label."""
     return dict(dataset(dataset_name)._label_lookup)
+
+
+def dataset_set(name: str) -> list[str]:
+    """A named set of datasets an experiment uses (``held_out``, ``bam``, ``bam_mini``, ``intensity``).
+
+    >>> dataset_set("held_out")
+    ['mosei_senti', 'meld_emotion', 'daicwoz', 'mmsd']
+    """
+    return list(_lookup("dataset set", name, get().sets))
+
+
+def batch_size(dataset_name: str) -> int:
+    """App. C.2's effective batch size for a per-dataset run on ``dataset_name``.
+
+    >>> batch_size("daicwoz"), batch_size("cremad")
+    (4, 32)
+    """
+    training = get().training
+    return int(training.get("batch_size_of", {}).get(dataset(dataset_name).name, training["batch_size"]))
+
+
+def transfer_epochs(dataset_name: str) -> int:
+    """§4.2's fine-tuning epochs on a held-out dataset (2 for DAIC-WOZ, else 1)."""
+    training = get().training
+    return int(training.get("transfer_epochs_of", {}).get(dataset(dataset_name).name, training["transfer_epochs"]))
+
+
+def estimators() -> list[str]:
+    """The advantage estimators hba-grpo offers (``--estimator``)."""
+    return list(get().rl["estimators"])
+
+
+_GETTERS = {"batch_size": batch_size, "transfer_epochs": transfer_epochs}
+
+
+def get_fact(name: str, dataset_name: str | None = None) -> str:
+    """One registry fact as text for shell recipes: a set or list comma-joined, a per-dataset number.
+
+    >>> get_fact("held_out")
+    'mosei_senti,meld_emotion,daicwoz,mmsd'
+    >>> get_fact("batch_size", "mmsd")
+    '16'
+    """
+    if name in _GETTERS:
+        if dataset_name is None:
+            raise HbaError(f"{name} is a per-dataset fact: give the dataset too (get {name} DATASET)")
+        return str(_GETTERS[name](dataset_name))
+    if name == "datasets":
+        return ",".join(dataset_names())
+    if name in get().rl:  # estimators, rewards: lists of names
+        return ",".join(get().rl[name])
+    valid = [*_GETTERS, "datasets", *get().rl, *get().sets]
+    if name not in get().sets:
+        raise UnknownNameError("registry fact", name, valid)
+    return ",".join(dataset_set(name))
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m hba_core.registry get NAME [DATASET]``: one fact on stdout (for recipes)."""
+    import sys
+
+    if len(argv) not in (2, 3) or argv[0] != "get":
+        print(
+            "usage: python -m hba_core.registry get NAME [DATASET]  (e.g. get held_out; get batch_size mmsd)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        print(get_fact(argv[1], argv[2] if len(argv) == 3 else None))
+    except HbaError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

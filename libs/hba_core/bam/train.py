@@ -20,14 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hba_core import registry
 from hba_core.bam.adapter import AdapterSet
-
-SMALL_BATCH = {"daicwoz": 4, "mmsd": 16, "mimeqa": 16}
 
 
 def default_batch_size(dataset: str) -> int:
-    """C.2's effective batch size for BAM training on ``dataset``."""
-    return SMALL_BATCH.get(dataset, 32)
+    """C.2's effective batch size for BAM training on ``dataset`` (declared in the registry)."""
+    return registry.batch_size(dataset)
 
 
 @dataclass(frozen=True)

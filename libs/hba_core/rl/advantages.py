@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 
-ESTIMATORS = ("grpo", "rloo")
+from hba_core import registry
+
+ESTIMATORS = tuple(registry.estimators())  # the names are declared in the registry; the functions live here
 
 
 def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -44,7 +46,7 @@ def compute_advantages(rewards: torch.Tensor, estimator: str = "grpo", eps: floa
         return grpo_advantages(rewards, eps)
     if estimator == "rloo":
         return rloo_advantages(rewards)
-    raise ValueError(f"unknown advantage estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
+    raise registry.UnknownNameError("advantage estimator", estimator, list(ESTIMATORS))
 
 
 def _zero_where_tied(advantages: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
