@@ -41,10 +41,12 @@ def test_registry_cli_for_recipes():
 def test_every_registered_estimator_is_implemented():
     torch = pytest.importorskip("torch")
     from hba_core.rl import advantages
+    from hba_core.rl.harpo import HarpoState
 
     rewards = torch.tensor([[1.0, 0.0, 0.5]])
     for name in registry.estimators():
-        assert torch.isfinite(advantages.compute_advantages(rewards, name)).all()
+        adv = advantages.compute_advantages(rewards, name, tasks=["EMO"], harpo_state=HarpoState())
+        assert torch.isfinite(adv).all() and adv.abs().sum() > 0
     with pytest.raises(registry.UnknownNameError, match="Did you mean 'grpo'"):
         advantages.compute_advantages(rewards, "grp")
 

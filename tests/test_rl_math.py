@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hba_core.errors import UnknownNameError
 from hba_core.rl.advantages import compute_advantages, grpo_advantages, rloo_advantages
 from hba_core.rl.loss import clipped_surrogate_loss, per_response_mean
 
@@ -34,7 +35,7 @@ def test_rloo_baseline_is_mean_of_the_others():
 def test_estimator_dispatch_and_errors():
     r = torch.tensor([[1.0, 0.0]])
     assert torch.equal(compute_advantages(r, "rloo"), rloo_advantages(r))
-    with pytest.raises(ValueError, match="valid: grpo, rloo"):
+    with pytest.raises(UnknownNameError, match="Valid: grpo, rloo, harpo"):
         compute_advantages(r, "ppo")
     with pytest.raises(ValueError, match="at least 2"):
         grpo_advantages(torch.tensor([[1.0], [0.0]]))

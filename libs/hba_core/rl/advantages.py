@@ -1,4 +1,4 @@
-"""Advantages from a group of rewards: GRPO's group normalisation (Eq. 1) and RLOO's leave-one-out baseline.
+"""Advantages from a group of rewards: GRPO's group normalisation (Eq. 1), RLOO's leave-one-out baseline, HARPO.
 
 Rewards come as a ``(P, G)`` tensor: P prompts, G sampled responses each. Every response's advantage
 is broadcast to all of its tokens by the loss.
@@ -13,9 +13,12 @@ tensor([[ 0.7500, -0.7500,  0.0000]])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from hba_core import registry
+from hba_core.rl.harpo import HarpoState, harpo_advantages
 
 ESTIMATORS = tuple(registry.estimators())  # the names are declared in the registry; the functions live here
 
@@ -40,12 +43,26 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return _zero_where_tied(rewards - others_mean, rewards)
 
 
-def compute_advantages(rewards: torch.Tensor, estimator: str = "grpo", eps: float = 1e-6) -> torch.Tensor:
-    """Dispatch on ``estimator`` (``grpo`` or ``rloo``)."""
+def compute_advantages(
+    rewards: torch.Tensor,
+    estimator: str = "grpo",
+    eps: float = 1e-6,
+    *,
+    tasks: Sequence[str] | None = None,
+    harpo_state: HarpoState | None = None,
+) -> torch.Tensor:
+    """Dispatch on ``estimator`` (a name of the registry's ``[rl] estimators``).
+
+    ``harpo`` also needs each prompt's task and the run's :class:`~hba_core.rl.harpo.HarpoState`.
+    """
     if estimator == "grpo":
         return grpo_advantages(rewards, eps)
     if estimator == "rloo":
         return rloo_advantages(rewards)
+    if estimator == "harpo":
+        if tasks is None or harpo_state is None:
+            raise ValueError("the harpo estimator needs the prompts' tasks and the run's HarpoState")
+        return harpo_advantages(rewards, tasks, harpo_state)[0]
     raise registry.UnknownNameError("advantage estimator", estimator, list(ESTIMATORS))
 
 
