@@ -92,19 +92,22 @@ mini_atlas() {
     mv "$mini/atlas.jsonl.partial" "$ATLAS"
 }
 
-# stage NAME OUTPUT CMD...: run CMD unless stage NAME finished before and OUTPUT exists.
-# A stage is finished when CMD exits 0; a killed stage re-runs (the tools resume their own work).
+# stage NAME OUTPUT CMD...: run CMD unless stage NAME finished before with the same key and OUTPUT exists.
+# The key covers the command line and the inputs it names (hba_core.recipe_stage), as they were when the
+# stage finished: a changed input re-runs the stage. A stage is finished when CMD exits 0; a killed stage re-runs (the tools resume).
 stage() {
     local name=$1 output=$2; shift 2
-    if [[ -e "$R/.done/$name" && -e "$output" ]]; then
-        log "skip $name ($output exists)"
+    local key; key=$(python -m hba_core.recipe_stage "$output" "$@")
+    if [[ -e "$R/.done/$name" && -e "$output" && "$(cat "$R/.done/$name")" == "$key" ]]; then
+        log "skip $name ($output is up to date)"
         return 0
     fi
     log "run  $name -> $output"
     rm -f "$R/.done/$name"
     local start=$SECONDS
     "$@"
-    touch "$R/.done/$name"
+    # keyed after the run: files the command wrote beside its output (a log, a summary) count as they now are
+    python -m hba_core.recipe_stage "$output" "$@" > "$R/.done/$name"
     log "done $name in $((SECONDS - start)) s"
 }
 

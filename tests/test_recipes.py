@@ -54,6 +54,39 @@ def test_stage_skips_finished_stages_and_reruns_failed_ones(tmp_path):
     assert "[t] run  one" in third.stderr and (tmp_path / "t" / "log").read_text() == "ran\nran\n"
 
 
+def test_a_changed_input_reruns_its_stage_and_only_it(tmp_path):
+    pred = tmp_path / "pred.jsonl"
+    script = f"""set -euo pipefail; source {LIB}; RECIPE=t; R=$OUT/t; mkdir -p "$R/.done"
+stage_to copy "$R/copy.txt" cat {pred}
+stage_to other "$R/other.txt" echo same
+stage_to flag "$R/flag.txt" echo "$FLAG"
+"""
+    pred.write_text("a\n")
+    assert bash(script, f"OUT={tmp_path}", env={"FLAG": "1"}).returncode == 0
+    pred.write_text("b\n")  # a new PRED under the same name
+    second = bash(script, f"OUT={tmp_path}", env={"FLAG": "2"})
+    assert "[t] run  copy" in second.stderr and (tmp_path / "t" / "copy.txt").read_text() == "b\n"
+    assert "[t] skip other" in second.stderr
+    assert "[t] run  flag" in second.stderr  # a changed argument is a changed stage
+    third = bash(script, f"OUT={tmp_path}", env={"FLAG": "2"})
+    assert all(f"[t] skip {name}" in third.stderr for name in ("copy", "other", "flag"))
+
+
+def test_stage_key_fingerprints_model_folders_and_ignores_the_output(tmp_path):
+    from hba_core.recipe_stage import stage_key
+
+    model = tmp_path / "ckpt"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    key = stage_key(str(out), ["hba-predict", "--model", str(model), "--out", str(out)])
+    out.mkdir()
+    (out / "part.jsonl").write_text("x")
+    assert stage_key(str(out), ["hba-predict", "--model", str(model), "--out", str(out)]) == key
+    (model / "adapter.safetensors").write_bytes(b"w")
+    assert stage_key(str(out), ["hba-predict", "--model", str(model), "--out", str(out)]) != key
+
+
 def test_stage_to_leaves_no_partial_output_when_the_command_fails(tmp_path):
     result = bash(
         f"""set -euo pipefail; source {LIB}; RECIPE=t; R=$OUT/t; mkdir -p "$R/.done"
