@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Table 10 (App. D.4): BAM without raw media: the backbone sees only text, descriptors carry audio and video.
+# Table 10 (App. D.3): BAM without raw media: the backbone sees only text, descriptors carry audio and video.
 # Reuses OUT/table4's SFT model and descriptor store (running table4 first if needed).
 #
 # Hardware / time: mini ~1 min after table4 on 2 CPU cores; paper: one BAM per dataset on 1 H200 (~minutes each, pooled-h cache).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Table 11 (App. D.5): BAM with hidden size 512 instead of 256.
+# Table 11 (App. D.4): BAM with hidden size 512 instead of 256.
 # Reuses OUT/table4's SFT model and descriptor store (running table4 first if needed).
 #
 # Hardware / time: mini ~1 min after table4 on 2 CPU cores; paper: one BAM per dataset on 1 H200 (~minutes each, pooled-h cache).

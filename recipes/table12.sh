@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Table 12 (App. D.6): audio-only and video-only BAM against both adapters. Reuses OUT/table4's SFT model
+# Table 12 (App. D.5): audio-only and video-only BAM against both adapters. Reuses OUT/table4's SFT model
 # and descriptor store (running table4 first if needed).
 #
 # Hardware / time: mini ~1 min after table4 on 2 CPU cores; paper: BAMs on 1 H200.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Table 13 (App. D.7): BAM inference latency (mean, std) and peak memory with and without the adapter,
+# Table 13 (App. D.6): BAM inference latency (mean, std) and peak memory with and without the adapter,
 # batch 1, first batch as warm-up. Runs benchmarks/bench_bam.py (its latency part) on the fixtures.
 #
 # Hardware / time: mini: CPU, ~1 min, tiny model (ratios only). paper: 4x H200, FP16, 500 samples (the GPU numbers need a GPU run).
