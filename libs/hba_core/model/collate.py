@@ -90,6 +90,8 @@ class Batch:
     lm_labels: torch.Tensor | None  # (B, T) target token ids, IGNORE_INDEX elsewhere
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason)
     audio_cut: int = 0
+    # dataset -> {"video->frames": n, ...}: media a non-Omni backbone could not take (hba_core.model.generic)
+    substitutions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,6 +112,7 @@ class Batch:
             labels,
             self.skipped,
             self.audio_cut,
+            self.substitutions,
         )
 
 
@@ -182,6 +185,7 @@ def prepare_sample(
     where = sample.get("id", "?")
 
     def path(rel: str) -> Any:
+        # A Parquet cell reference comes back as is (checked) and is decoded from the shard's bytes.
         return resolve_media(settings.data_root, rel, allow_outside=settings.allow_outside_root)
 
     problem = sample["problem"]

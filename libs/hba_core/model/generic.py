@@ -1,0 +1,248 @@
+"""Any backbone other than Qwen2.5-Omni: load it with its auto class, feed it what it can take, count the rest.
+
+A sample's ``<video>``, ``<audio>`` and ``<image>`` tags become the backbone's own media parts when it
+takes that modality (:mod:`hba_core.model.backbones` says which). When it does not, the sample is answered
+from what it can take, and the substitution is counted per dataset (:class:`Substitutions`), never silent:
+
+- a video for an image model: ``frames_per_video`` frames spread over the clip, as images (``video->frames``);
+- a video for a text-only model: left out (``video->dropped``);
+- audio for a model without audio: the transcript, which Atlas prompts already carry when the source has
+  one (``audio->transcript``; one taken from ``metadata.transcript`` is put in the prompt), else left out
+  (``audio->dropped``);
+- an image for a text-only model: left out (``image->dropped``).
+
+The batches are :class:`~hba_core.model.collate.Batch` objects, so generation (``omnisapiens.generate``),
+pooling of ``hidden_states[-2]`` and the prediction rows are the same code for every backbone.
+
+>>> subs = Substitutions()
+>>> subs.add("cremad", "audio->transcript"); subs.add("cremad", "audio->transcript")
+>>> subs.as_dict()
+{'cremad': {'audio->transcript': 2}}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from hba_core import registry
+from hba_core.errors import InputError, MediaError
+from hba_core.media import decode_audio, resolve_media, sample_video_frames
+from hba_core.model.backbones import Backbone, backbone_for
+from hba_core.model.collate import Batch, MediaSettings, label_index, think_template
+from hba_core.samples import MODALITY_TAG
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Substitutions:
+    """Per dataset, how often each modality was replaced by what the backbone can take."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, dataset: str, kind: str) -> None:
+        self.counts.setdefault(dataset, Counter())[kind] += 1
+
+    def merge(self, counts: dict[str, dict[str, int]]) -> None:
+        """Add a batch's counts (``Batch.substitutions``)."""
+        for dataset, kinds in counts.items():
+            self.counts.setdefault(dataset, Counter()).update(kinds)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {name: dict(sorted(counter.items())) for name, counter in sorted(self.counts.items())}
+
+    def lines(self) -> list[str]:
+        return [
+            f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counter.items()))
+            for name, counter in sorted(self.counts.items())
+        ]
+
+
+@dataclass
+class GenericModel:
+    """A loaded non-Omni backbone: the model, its processor (or tokenizer) and its adapter."""
+
+    name: str
+    backbone: Backbone
+    model: Any
+    processor: Any
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def load_generic(local_dir: str, config: dict[str, Any], *, name: str, dtype: str, device: str | None) -> GenericModel:
+    """Load a non-Omni model directory through the auto class its ``config.json`` names."""
+    import transformers
+
+    backbone = backbone_for(config)
+    if backbone.adapter == "omni_thinker":
+        raise ValueError("Qwen2.5-Omni loads through hba_core.model.backbone, not the generic path")
+    if backbone.adapter == "causal_lm":
+        processor = transformers.AutoTokenizer.from_pretrained(local_dir)
+    else:
+        processor = transformers.AutoProcessor.from_pretrained(local_dir)
+        backbone = backbone_for(config, processor)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = "left"  # generation continues every row at the same position
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    auto = getattr(transformers, backbone.auto_class)
+    model = auto.from_pretrained(local_dir, dtype=getattr(torch, dtype))
+    if device:
+        model.to(device)
+    model.eval()
+    return GenericModel(name, backbone, model, processor)
+
+
+def _frames_as_images(frames: np.ndarray, count: int) -> list[np.ndarray]:
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    return [frames[i] for i in picks]
+
+
+@dataclass
+class _Prepared:
+    id: str
+    dataset: str
+    task: str
+    text: str
+    label_index: int
+    images: list[np.ndarray] = field(default_factory=list)
+    videos: list[np.ndarray] = field(default_factory=list)
+    audios: list[np.ndarray] = field(default_factory=list)
+
+
+class GenericCollator:
+    """``samples -> Batch`` for a non-Omni backbone; each batch carries its substitution counts
+    (``Batch.substitutions``), so they survive DataLoader workers."""
+
+    def __init__(
+        self, gm: GenericModel, settings: MediaSettings, *, template: str | None = None, frames_per_video: int = 4
+    ):
+        self.gm, self.settings, self.template, self.frames_per_video = gm, settings, template, frames_per_video
+
+    def _path(self, rel: str) -> Any:
+        return resolve_media(self.settings.data_root, rel, allow_outside=self.settings.allow_outside_root)
+
+    def prepare(self, sample: dict[str, Any], subs: Substitutions) -> _Prepared:
+        ds = registry.dataset(sample["dataset"])
+        takes = self.gm.backbone.takes
+        problem = sample["problem"]
+        if self.template == "think":
+            problem = think_template().format(problem=problem)
+        elif self.template is not None:
+            raise InputError("--template", f"unknown template {self.template!r}; valid: think")
+        media = {kind: list(sample.get(f"{kind}s") or []) for kind in ("video", "audio", "image")}
+        metadata = sample.get("metadata") or {}
+        transcript = metadata.get("transcript") if isinstance(metadata, dict) else None
+        prepared = _Prepared(sample.get("id", "?"), ds.name, ds.task.code, "", label_index(sample))
+        content: list[dict[str, Any]] = []
+        position = 0
+        seen = Counter[str]()
+        s = self.settings
+        for match in MODALITY_TAG.finditer(problem):
+            text = problem[position : match.start()].strip("\n")
+            if text.strip():
+                content.append({"type": "text", "text": text})
+            position = match.end()
+            kind = match.group(1)
+            files = media[kind]
+            if seen[kind] >= len(files):
+                raise InputError(prepared.id, f"more <{kind}> tags than {kind}s ({len(files)})")
+            rel = files[seen[kind]]
+            seen[kind] += 1
+            if kind == "video":
+                if not (takes("video") or takes("image")):
+                    subs.add(ds.name, "video->dropped")
+                    continue
+                frames = sample_video_frames(
+                    self._path(rel), fps=s.fps, max_frames=s.max_frames, max_side=s.decode_side
+                ).frames
+                if takes("video"):
+                    prepared.videos.append(frames)
+                    content.append({"type": "video"})
+                else:
+                    for frame in _frames_as_images(frames, self.frames_per_video):
+                        prepared.images.append(frame)
+                        content.append({"type": "image"})
+                    subs.add(ds.name, "video->frames")
+            elif kind == "audio":
+                if takes("audio"):
+                    wave = decode_audio(self._path(rel), max_seconds=s.max_audio_seconds)
+                    prepared.audios.append(wave)
+                    content.append({"type": "audio"})
+                elif transcript and transcript in problem:
+                    subs.add(ds.name, "audio->transcript")  # the prompt carries it already
+                elif transcript:
+                    content.append({"type": "text", "text": f"Transcript: {transcript}"})
+                    subs.add(ds.name, "audio->transcript")
+                else:
+                    subs.add(ds.name, "audio->dropped")
+            elif takes("image"):  # the Atlas has no image samples today; a still decodes as a one-frame video
+                prepared.images.append(
+                    sample_video_frames(self._path(rel), max_frames=1, max_side=s.decode_side).frames[0]
+                )
+                content.append({"type": "image"})
+            else:
+                subs.add(ds.name, "image->dropped")
+        rest = problem[position:].strip("\n")
+        if rest.strip() or not content:
+            content.append({"type": "text", "text": rest})
+        messages = [{"role": "user", "content": content}]
+        if self.gm.backbone.adapter == "causal_lm":  # a tokenizer's template takes plain strings
+            messages = [{"role": "user", "content": "\n".join(p["text"] for p in content if p["type"] == "text")}]
+        template_owner = self.gm.processor
+        if getattr(template_owner, "chat_template", None):
+            prepared.text = template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:  # a base LM without a chat template reads the prompt as it is
+            prepared.text = "\n".join(p["text"] for p in content if p["type"] == "text") + "\n"
+        return prepared
+
+    def encode(self, prepared: list[_Prepared]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if any(p.images for p in prepared):
+            kwargs["images"] = [p.images for p in prepared]
+        if any(p.videos for p in prepared):
+            kwargs["videos"] = [v for p in prepared for v in p.videos]
+        if any(p.audios for p in prepared):
+            kwargs["audio"] = [a for p in prepared for a in p.audios]
+            kwargs["sampling_rate"] = SAMPLE_RATE
+        texts = [p.text for p in prepared]
+        if self.gm.backbone.adapter == "causal_lm":
+            encoded = self.gm.processor(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        else:
+            encoded = self.gm.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
+        inputs = dict(encoded)
+        if self.gm.backbone.adapter == "causal_lm":
+            inputs.pop("token_type_ids", None)  # some tokenizers return them; causal LMs' forward refuses them
+        return inputs
+
+    def __call__(self, samples: list[dict[str, Any]]) -> Batch:
+        subs = Substitutions()
+        prepared: list[_Prepared] = []
+        skipped: list[tuple[str, str]] = []
+        for sample in samples:
+            try:
+                prepared.append(self.prepare(sample, subs))
+            except MediaError as exc:
+                log.warning("skipping %s: %s", sample.get("id", "?"), exc)
+                skipped.append((sample.get("id", "?"), str(exc)))
+        inputs = self.encode(prepared) if prepared else {}
+        return Batch(
+            inputs=inputs,
+            ids=[p.id for p in prepared],
+            datasets=[p.dataset for p in prepared],
+            tasks=[p.task for p in prepared],
+            label_index=torch.tensor([p.label_index for p in prepared], dtype=torch.long),
+            lm_labels=None,
+            skipped=skipped,
+            substitutions=subs.as_dict(),
+        )
