@@ -6,9 +6,11 @@ by path (``face_model=``, ``pose_model=``); the face landmarker's 10 iris points
 layout stays 468 x 3 either way.
 
 A frame where nothing is detected is a row of NaN with ``valid = False`` - never zeros, which would
-look like a real face at the image corner. The trackers are rebuilt for every clip, so a clip's
-landmarks do not depend on which clip a worker processed before (resumed and parallel runs give
-the same values as a single uninterrupted run).
+look like a real face at the image corner. A clip's landmarks must not depend on which clip a worker
+processed before (resumed and parallel runs give the same values as a single uninterrupted run): the
+bundled models' graphs are built once per process and *reset* (a new graph run: every calculator's
+tracking state starts afresh, the models stay loaded) before each clip - building one costs about as
+much as a few frames. Tasks API trackers are rebuilt per clip (their video mode has no reset).
 
 >>> VideoConfig().fps
 5.0
@@ -32,7 +34,7 @@ class VideoConfig:
 
     fps: float = 5.0  # frames per second sampled; 5 follows expressions and gestures (~200 ms) at 1/5 the cost of 25
     max_side: int | None = 640  # downscale longer side first; MediaPipe works at 192-256 px internally anyway
-    pose_complexity: int = 1  # 0 lite, 1 full (both bundled in mediapipe 0.10.14); 2 needs a download
+    pose_complexity: int = 1  # 1 full is bundled in mediapipe 0.10.14; 0 lite and 2 heavy are downloaded on first use
     min_detection_confidence: float = 0.5
     face_model: str | None = None  # a face_landmarker.task file (Tasks API) instead of the bundled face mesh
     pose_model: str | None = None  # a pose_landmarker_*.task file instead of the bundled pose model
@@ -169,14 +171,37 @@ def landmarks(
         raise ValueError(f"not a video stream: {stream!r}")
     dim = FACE_DIM if stream == "face" else POSE_DIM
     task_file = config.face_model if stream == "face" else config.pose_model
-    tracker = _TasksTracker(stream, config) if task_file else _SolutionsTracker(stream, config)
     values = np.full((len(frames), dim), np.nan, np.float32)  # (T, D)
     valid = np.zeros(len(frames), bool)
+    if task_file:
+        tracker: _SolutionsTracker | _TasksTracker = _TasksTracker(stream, config)
+    else:
+        tracker = _solutions_tracker(stream, config)
     try:
         for t, (frame, stamp) in enumerate(zip(frames, timestamps)):
             row = tracker(frame, int(round(float(stamp) * 1000)))
             if row is not None:
                 values[t], valid[t] = row, True
     finally:
-        tracker.close()
+        if task_file:
+            tracker.close()
     return values, valid
+
+
+_SOLUTIONS: dict[tuple[str, VideoConfig], _SolutionsTracker] = {}
+
+
+def _solutions_tracker(stream: str, config: VideoConfig) -> _SolutionsTracker:
+    """This process's tracker for ``(stream, config)``, reset so that the clip starts from a clean state."""
+    tracker = _SOLUTIONS.get((stream, config))
+    if tracker is None:
+        tracker = _SOLUTIONS[(stream, config)] = _SolutionsTracker(stream, config)
+    else:
+        tracker.graph.reset()
+    return tracker
+
+
+def close_trackers() -> None:
+    """Close this process's cached MediaPipe graphs (they hold threads and model buffers)."""
+    while _SOLUTIONS:
+        _SOLUTIONS.popitem()[1].close()
