@@ -234,3 +234,23 @@ def test_table4_mini_end_to_end_with_a_local_judge(fixtures, tmp_path):
     manifest = json.loads((tmp_path / "table4" / "manifest.json").read_text())
     assert manifest["judge"] == {"judged": True, "model": "fake-judge", "prompt_version": "paper"}
     assert "sk-test" not in (tmp_path / "table4" / "manifest.json").read_text()
+
+
+def test_manifest_records_each_models_adapter(tmp_path):
+    from hba_core.manifest import model_row
+
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"tool": "hba-sft", "base_model": "/models/omni"}))
+    assert model_row(str(lm))["adapter"] == "causal_lm" and "sha256" in model_row(str(lm))
+    assert model_row(str(ckpt)) | {"sha256": None} == {
+        "id": str(ckpt), "sha256": None, "adapter": "hba checkpoint", "base_model": "/models/omni",
+    }  # fmt: skip
+    served = model_row("endpoint:gemma-3-4b@http://127.0.0.1:8000/v1")
+    assert served == {
+        "id": "endpoint:gemma-3-4b@http://127.0.0.1:8000/v1", "adapter": "served", "served_model": "gemma-3-4b",
+        "url": "http://127.0.0.1:8000/v1",
+    }  # fmt: skip

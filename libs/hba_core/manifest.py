@@ -101,7 +101,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest as a dict. Inputs must exist (a missing one is a ``FileNotFoundError`` naming it).
 
-    Models that are local paths get a hash too; hub ids are recorded as given.
+    Models that are local paths get a hash too; every model its adapter and revision (:func:`model_row`).
         >>> m = build_manifest(recipe="t", profile="mini", seeds=[0], inputs=[], models=["Qwen/Qwen2.5-Omni-7B"],
         ...                    judge_model=None, prompt_version=None)
         >>> m["models"][0]["id"], m["judge"]["judged"]
@@ -112,7 +112,7 @@ def build_manifest(
         if not Path(item).exists():
             raise FileNotFoundError(f"{item}: manifest input not found")
         hashed.append({"path": item, "sha256": file_sha256(item)})
-    model_rows = [{"id": m, **({"sha256": file_sha256(m)} if Path(m).exists() else {})} for m in models]
+    model_rows = [model_row(m) for m in models]
     return {
         "recipe": recipe,
         "profile": profile,
@@ -126,6 +126,49 @@ def build_manifest(
         "judge": {"judged": bool(judge_model), "model": judge_model, "prompt_version": prompt_version},
         "settings": extra or {},
     }
+
+
+def _adapter_of(config: dict[str, Any]) -> str:
+    if "tool" in config:  # written by hba-sft / hba-grpo: an OmniSapiens checkpoint over its base model
+        return "hba checkpoint"
+    from hba_core.model.backbones import UnsupportedModelError, backbone_for  # transformers' auto tables only
+
+    try:
+        return backbone_for(config).adapter
+    except UnsupportedModelError:  # a manifest records what was there; the tools refuse it themselves
+        return f"none (model_type {config.get('model_type', '')!r})"
+
+
+def model_row(model: str) -> dict[str, Any]:
+    """What a manifest records of one model: its id, the adapter hba runs it with, and its revision.
+
+    ``endpoint:NAME@URL`` is a served model (its revision is whatever the server runs: recorded as given);
+    a local folder gets the sha256 of its files; a hub id in the Hugging Face cache its snapshot revision.
+
+    >>> model_row("endpoint:qwen-vl@http://127.0.0.1:8000/v1")["adapter"]
+    'served'
+    """
+    if model.startswith("endpoint:"):
+        name, _, url = model[len("endpoint:") :].partition("@")
+        return {"id": model, "adapter": "served", "served_model": name, "url": url}
+    row: dict[str, Any] = {"id": model}
+    path = Path(model)
+    config_path: Path | None = path / "config.json" if path.is_dir() else None
+    if path.exists():
+        row["sha256"] = file_sha256(model)
+    elif "/" in model:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "config.json")
+        if isinstance(found, str):
+            config_path = Path(found)
+            row["revision"] = config_path.parent.name  # snapshots/<commit>/config.json
+    if config_path is not None and config_path.is_file():
+        config = json.loads(config_path.read_text())
+        row["adapter"] = _adapter_of(config)
+        if "base_model" in config:
+            row["base_model"] = config["base_model"]
+    return row
 
 
 def write_manifest(path: str | Path, manifest: dict[str, Any]) -> Path:
