@@ -8,13 +8,13 @@ fixtures_dir := env_var_or_default("HBA_FIXTURES", "fixtures")
 install:
     python -m pip install -q -e ".[dev]"
 
-# Run the test suite CI runs: lint, the doctests, the fast tests and the mini table4/table5 recipes end to end
+# Run the test suite CI runs: lint, the doctests, the fast tests and the mini table4 recipe end to end (~7 min idle on 2 cores)
 test *ARGS: lint
-    python -m pytest -n 2 -q -m "(not slow or recipe) and not gpu" --doctest-modules libs tools tests {{ARGS}}
+    OMP_NUM_THREADS=1 python -m pytest -n 2 -q -m "(not slow or recipe) and not gpu" --doctest-modules libs tools tests {{ARGS}}
 
-# Run every test, including the slow ones (GPU tests skip without CUDA)
+# Run every test, including the slow ones: mini table5, multi-process DeepSpeed/torchrun runs (GPU tests skip without CUDA)
 test-all *ARGS: lint
-    python -m pytest -n 2 -q -m "" --doctest-modules libs tools tests {{ARGS}}
+    OMP_NUM_THREADS=1 python -m pytest -n 2 -q -m "" --doctest-modules libs tools tests {{ARGS}}
 
 # Build the offline fixtures: tiny Qwen2.5-Omni, tiny whisper, face clips, fixture atlas
 fixtures:
@@ -82,7 +82,7 @@ score-external *ARGS:
     bash recipes/score-external.sh FIXTURES={{fixtures_dir}} {{ARGS}}
 
 # All benchmarks (figures: docs/benchmarks.md)
-bench: bench-score bench-convert bench-judge bench-collate bench-grpo bench-descriptors bench-bam
+bench: bench-score bench-convert bench-judge bench-served bench-collate bench-grpo bench-descriptors bench-bam bench-release bench-threads bench-predict-parallel bench-heads-forward
 
 # hba-score: 1 M predictions over all 16 datasets, vectorised vs a per-class Python loop
 bench-score *ARGS:
@@ -115,3 +115,23 @@ bench-descriptors *ARGS:
 # BAM: 4 epochs with vs without the pooled-h cache; Table 13 latency with and without BAM
 bench-bam *ARGS: fixtures
     python benchmarks/bench_bam.py --fixtures {{fixtures_dir}} {{ARGS}}
+
+# Atlas v2 shards: hba-score's truth from a shard with heavy media columns vs JSONL; lazy media decode vs files
+bench-release *ARGS: fixtures
+    python benchmarks/bench_release.py --fixtures {{fixtures_dir}} {{ARGS}}
+
+# CPU threads: hba-sft cls with hba's default thread count vs every fixed setting, per DataLoader worker count
+bench-threads *ARGS: fixtures
+    python benchmarks/bench_threads.py --fixtures {{fixtures_dir}} {{ARGS}}
+
+# Served prediction (hba-predict --endpoint) against a loopback server with 100 ms latency, concurrency 8/32/64
+bench-served *ARGS:
+    python benchmarks/bench_served.py {{ARGS}}
+
+# Data-parallel prediction: 2 torchrun CPU processes vs 1 on the fixture (same predictions; speed-up)
+bench-predict-parallel *ARGS: fixtures
+    python benchmarks/bench_predict_parallel.py --fixtures {{fixtures_dir}} {{ARGS}}
+
+# Heads mode stopping at the penultimate layer vs the full forward: 7B FLOPs and logits memory, CPU time on the mid fixture
+bench-heads-forward *ARGS:
+    python benchmarks/bench_heads_forward.py {{ARGS}}

@@ -65,16 +65,18 @@ def direct(root: Path, keys: list[str], stream: str, fps: float) -> tuple[float,
         for key in keys:
             smile.process_signal(decode_audio(root / key), 16_000)
         return time.perf_counter() - start, _cpu() - cpu
+    # the floor a careful direct user reaches: one graph per run, reset between clips (as the tool does)
+    graph = (
+        mp.solutions.face_mesh.FaceMesh(max_num_faces=1)
+        if stream == "face"
+        else mp.solutions.pose.Pose(model_complexity=1)
+    )
     for key in keys:
         frames = sample_video_frames(root / key, fps=fps, max_side=640).frames
-        graph = (
-            mp.solutions.face_mesh.FaceMesh(max_num_faces=1)
-            if stream == "face"
-            else mp.solutions.pose.Pose(model_complexity=1)
-        )
+        graph.reset()
         for frame in frames:
             graph.process(frame)
-        graph.close()
+    graph.close()
     return time.perf_counter() - start, _cpu() - cpu
 
 
@@ -86,7 +88,9 @@ def _cpu() -> float:
 def tool_cpu(samples: Path, root: Path, store: Path, streams: tuple[str, ...], workers: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process and its finished workers) of one extraction into a new store."""
     from hba_core.descriptors.extract import run_extract
+    from hba_core.descriptors.video import close_trackers
 
+    close_trackers()  # each run builds its graphs once, as a fresh process does (and as direct() does)
     shutil.rmtree(store, ignore_errors=True)
     start, cpu = time.perf_counter(), _cpu()
     summary = run_extract(samples, root, store, streams, workers=workers)

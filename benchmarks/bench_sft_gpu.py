@@ -1,7 +1,9 @@
 """Benchmark OmniSapiens SFT and heads-mode prediction on a GPU: the full-size 7B Thinker with random weights.
 
-Speed does not depend on the weights, so nothing is downloaded: the Thinker is built from transformers'
-default ``Qwen2_5OmniThinkerConfig`` (the 7B sizes). Each micro-batch holds 2 samples shaped like a
+Speed does not depend on the weights, so nothing is downloaded: the Thinker is built from the published
+Qwen2.5-Omni-7B Thinker configuration (:func:`hba_core.model.configs.qwen2_5_omni_7b_thinker`: 8.93 B
+parameters; transformers' bare ``Qwen2_5OmniThinkerConfig()`` would give an 11.34 B model with a
+3,584-wide vision tower). Each micro-batch holds 2 samples shaped like a
 video+audio Atlas clip at the SFT defaults: 32 frames at 448x448 (= 16 temporal x 16 x 16 merged patches
 = 4096 video tokens), 30 s of audio (750 audio tokens) and ~150 text tokens. Measured, per dtype:
 
@@ -16,6 +18,8 @@ the GPU's dense bf16 peak (--peak-tflops, default 989 = H100 SXM; use 989 for H2
     python benchmarks/bench_sft_gpu.py                       # bf16 and fp32, 10 timed steps each
     python benchmarks/bench_sft_gpu.py --dtypes bfloat16 --steps 20
     python benchmarks/bench_sft_gpu.py --tiny --device cpu   # smoke test of this script on the tiny fixture
+    python benchmarks/bench_sft_gpu.py --reduced --device cpu --dtypes float32 --steps 1 --warmup 0
+                                                            # the 7B's structure at toy sizes (tests)
 """
 
 from __future__ import annotations
@@ -151,7 +155,7 @@ def run(dtype: str, args: argparse.Namespace, config) -> dict[str, float]:  # no
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--device", default="cuda")
@@ -164,16 +168,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--tiny", action="store_true", help="the tiny fixture config (smoke test, not a benchmark)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--reduced",
+        action="store_true",
+        help="the 7B config with every tower 1 layer, 64 wide (CPU test of this script)",
+    )
+    args = parser.parse_args(argv)
     if args.tiny:
         from hba_core.fixtures.tiny_omni import build_tokenizer, thinker_config
 
         config = thinker_config(build_tokenizer())
         args.frames, args.side, args.audio_seconds, args.text_tokens = 4, 56, 2.0, 20
-    else:
-        from transformers import Qwen2_5OmniThinkerConfig
+    elif args.reduced:
+        from hba_core.model.configs import reduced_7b_thinker
 
-        config = Qwen2_5OmniThinkerConfig()
+        config = reduced_7b_thinker()
+        args.frames, args.side, args.audio_seconds, args.text_tokens = 4, 56, 2.0, 20
+    else:
+        from hba_core.model.configs import qwen2_5_omni_7b_thinker
+
+        config = qwen2_5_omni_7b_thinker()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
     print(
         f"device: {device_name}; micro-batch {args.micro_batch}; {args.frames} frames of {args.side}px, "
@@ -193,6 +207,7 @@ def main() -> None:
     if {"bfloat16", "float32"} <= set(results):
         ratio = results["bfloat16"]["samples_per_s"] / results["float32"]["samples_per_s"]
         print(f"bf16 / fp32 training speed: {ratio:.1f}x")
+    return results
 
 
 if __name__ == "__main__":

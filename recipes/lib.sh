@@ -160,18 +160,25 @@ judge() {
         --api-key-env "${HBA_JUDGE_API_KEY_ENV:-OPENAI_API_KEY}" -q
 }
 
-# score TRUTH NAME=PRED...: score models into $R/report.json, $R/table.md and $R/heatmap.png.
+# score [--subset] TRUTH NAME=PRED...: score models into $R/report.json, $R/table.md and $R/heatmap.png.
+# --subset: TRUTH is a cut of the predicted test set (predictions for other ids are counted, not listed).
+# In the mini profile table.md says that its models are tiny random fixtures, not the paper's.
 score() {
+    local args=() judges=() notes=() spec name
+    if [[ $1 == --subset ]]; then args+=(--subset); shift; fi
     local truth=$1; shift
-    local args=() judges=() spec name
+    if [[ $PROFILE == mini ]]; then
+        notes+=(--note "PROFILE=mini: every model here is a tiny random-weight fixture, not OmniSapiens-7B; the numbers only show that the pipeline runs.")
+    fi
     for spec in "$@"; do args+=(--pred "${spec#*=}"); done
     for spec in "$@"; do name=${spec%%=*}; args+=(--name "$name")
         if judge_enabled && [[ -f $R/judged/$name.jsonl ]]; then judges+=(--judgments "$name=$R/judged/$name.jsonl"); fi
     done
     local tag=score; if judge_enabled; then tag=score-judged; fi  # judging later re-scores
     stage "$tag-json" "$R/report.json" hba-score --truth "$truth" "${args[@]}" "${judges[@]}" --format json \
-        -o "$R/report.json" --plot "$R/heatmap.png"
-    stage "$tag-md" "$R/table.md" hba-score --truth "$truth" "${args[@]}" "${judges[@]}" --format md -o "$R/table.md"
+        "${notes[@]}" -o "$R/report.json" --plot "$R/heatmap.png"
+    stage "$tag-md" "$R/table.md" hba-score --truth "$truth" "${args[@]}" "${judges[@]}" --format md "${notes[@]}" \
+        -o "$R/table.md"
 }
 
 

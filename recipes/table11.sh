@@ -12,8 +12,8 @@ need_table4
 BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || fact bam_mini)}
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/bam.jsonl" --split test
 bam_variant hidden512 --hidden 512
-score "$R/data/test.jsonl" "OmniSapiens-7B BAM=$T4/pred/bam.jsonl" "BAM hidden512=$R/pred/hidden512.jsonl"
+score --subset "$R/data/test.jsonl" "OmniSapiens-7B BAM=$T4/pred/bam.jsonl" "BAM hidden512=$R/pred/hidden512.jsonl"
 stage delta "$R/delta.md" hba-score --truth "$R/data/test.jsonl" --pred "$T4/pred/bam.jsonl" \
-    --pred "$R/pred/hidden512.jsonl" --name "OmniSapiens-7B BAM" --name "BAM hidden512" --format delta -o "$R/delta.md"
+    --pred "$R/pred/hidden512.jsonl" --name "OmniSapiens-7B BAM" --name "BAM hidden512" --format delta --subset -o "$R/delta.md"
 manifest --input "$ATLAS" --model "$MODEL" --set "bam_datasets=$BAM_DATASETS"
 cat "$R/delta.md"

@@ -13,7 +13,7 @@ BAM_DATASETS=${BAM_DATASETS:-$(cat "$T4/.bam_datasets" 2>/dev/null || fact bam_m
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/bam.jsonl" --split test
 bam_variant audio --streams audio
 bam_variant video --streams video
-score "$R/data/test.jsonl" "BAM audio+video=$T4/pred/bam.jsonl" "BAM audio=$R/pred/audio.jsonl" \
+score --subset "$R/data/test.jsonl" "BAM audio+video=$T4/pred/bam.jsonl" "BAM audio=$R/pred/audio.jsonl" \
     "BAM video=$R/pred/video.jsonl"
 manifest --input "$ATLAS" --model "$MODEL" --set "bam_datasets=$BAM_DATASETS"
 cat "$R/table.md"

@@ -13,10 +13,13 @@ need_table4
 stage_to select-test "$R/data/test.jsonl" hba-convert select "$T4/data/test.jsonl" --dataset "$(fact intensity)"
 models=(--pred "$T4/pred/sft.jsonl" --name "OmniSapiens-7B SFT" --pred "$T4/pred/bam.jsonl" --name "OmniSapiens-7B BAM"
         --pred "$T4/pred/rl.jsonl" --name "OmniSapiens-7B RL" --pred "$T4/pred/base.jsonl" --name "$(basename "$MODEL")")
-stage score-json "$R/report.json" hba-score --truth "$R/data/test.jsonl" "${models[@]}" --format json -o "$R/report.json" \
-    --plot "$R/heatmap.png"
-stage score-intensity "$R/table.md" hba-score --truth "$R/data/test.jsonl" "${models[@]}" --format intensity \
-    -o "$R/table.md"
-stage score-binary "$R/binary.md" hba-score --truth "$R/data/test.jsonl" "${models[@]}" --format md -o "$R/binary.md"
+# the predictions cover the whole test set and the truth only the intensity datasets: --subset counts the
+# other ids in one line per model instead of listing them
+stage score-json "$R/report.json" hba-score --truth "$R/data/test.jsonl" --subset "${models[@]}" --format json \
+    -o "$R/report.json" --plot "$R/heatmap.png"
+stage score-intensity "$R/table.md" hba-score --truth "$R/data/test.jsonl" --subset "${models[@]}" \
+    --format intensity -o "$R/table.md"
+stage score-binary "$R/binary.md" hba-score --truth "$R/data/test.jsonl" --subset "${models[@]}" --format md \
+    -o "$R/binary.md"
 manifest --input "$ATLAS" --model "$MODEL"
 cat "$R/table.md"

@@ -7,7 +7,8 @@
 #
 # Hardware / time: PROFILE=mini (default) 2 CPU cores, ~5 min (tiny random model: the pipeline, not the
 #   paper's numbers). PROFILE=paper: SFT and BAM on 8x H200 (paper C.2), GRPO 10 epochs on GPUS; days.
-# Settings: BAM_DATASETS (comma list), EXTRA_MODELS (space-separated base models to evaluate zero-shot),
+# Settings: BAM_DATASETS (comma list), EXTRA_MODELS (space-separated base models to evaluate zero-shot:
+#   hub ids, local dirs, or endpoint:NAME@URL for a model on an OpenAI-compatible server such as vLLM),
 #   HBA_JUDGE_BASE_URL + HBA_JUDGE_MODEL (judge; else free-text tasks are reported as not judged).
 # Example:
 #   bash recipes/table4.sh OUT=runs
@@ -15,6 +16,7 @@
 #       bash recipes/table4.sh PROFILE=paper DATA=/data/hba GPUS=8 OUT=runs
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/extra_models.sh"
 hba_setup table4
 
 if [[ $PROFILE == mini ]]; then
@@ -60,9 +62,10 @@ predict rl --model "$R/rl/final" --mode generate --template think
 predict base --model "$MODEL" --mode generate
 models=("OmniSapiens-7B SFT=$R/pred/sft.jsonl" "OmniSapiens-7B BAM=$R/pred/bam.jsonl"
         "OmniSapiens-7B RL=$R/pred/rl.jsonl" "$(basename "$MODEL")=$R/pred/base.jsonl")
-for extra in "${EXTRA[@]}"; do
-    predict "extra-$(basename "$extra")" --model "$extra" --mode generate
-    models+=("$(basename "$extra")=$R/pred/extra-$(basename "$extra").jsonl")
+for extra in "${EXTRA[@]}"; do  # hub ids, local dirs, endpoint:NAME@URL (recipes/extra_models.sh)
+    extra_model "$extra"
+    predict "extra-$EXTRA_FILE" "${EXTRA_ARGS[@]}"
+    models+=("$EXTRA_NAME=$R/pred/extra-$EXTRA_FILE.jsonl")
 done
 
 # 6. judge the free-text answers (SOC, INT, NVC) when a judge endpoint is configured, then score

@@ -55,3 +55,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def baselines(fixtures):
+    """Tiny random Qwen2.5-VL, Gemma 3 and causal LM (the Table 4 baselines' families), built once."""
+    from hba_core.fixtures.tiny_models import build_tiny_models
+
+    return build_tiny_models(fixtures.root / "baselines")

@@ -11,12 +11,16 @@ attempts, then ``default``. Actions:
     drop          close the connection without answering
     hang          answer nothing for ``hang_s`` seconds, then close (a client timeout)
     prose         "The candidate is correct, this is true." (contains "true", is not JSON)
+    prose_no      "The candidate misses the point." (not JSON, no "true")
     wrong_fields  {"verdict": "true", "reason": "..."}
     string_bool   {"explanation": "...", "correct": "true"}
     fenced        the JSON verdict inside a ```json fence
     bad_body      HTTP 200 whose body is not a chat completion
 
 ``structured=False`` makes it refuse ``response_format`` with HTTP 400, as many local servers do.
+``predict=True`` answers like a served model instead of a judge (for hba-predict --endpoint): ``ok`` replies
+``received <part types>`` (e.g. ``received text,video_url,input_audio``); the script markers are matched
+against the text parts of the last message.
 Run standalone for benchmarks: ``python tests/openai_server.py --latency 0.1`` prints its base URL.
 """
 
@@ -34,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _CANDIDATE = re.compile(r"Candidate Answer: (.*?)\n\nReference Answer: (.*?)(?:\n\n|\Z)", re.DOTALL)
+# The reference repository's GRADE_PROMPT quotes each text on its own line.
+_REF_CANDIDATE = re.compile(r'Candidate Answer:\n"(.*?)"\nReference Answer:\n"(.*?)"\n', re.DOTALL)
 _RATED = re.compile(r"Model Answer: (.*?)(?:\n\n|\Z)", re.DOTALL)
 
 
@@ -64,7 +70,9 @@ class FakeOpenAI:
         default: str = "ok",
         hang_s: float = 3.0,
         port: int = 0,
+        predict: bool = False,
     ):
+        self.predict = predict
         self.latency = latency
         self.structured = structured
         self.retry_after = retry_after
@@ -187,7 +195,10 @@ class FakeOpenAI:
                     )
                     return
                 user = body["messages"][-1]["content"]
-                match = _CANDIDATE.search(user)
+                if server.predict:
+                    self._predict(body, user)
+                    return
+                match = _CANDIDATE.search(user) or _REF_CANDIDATE.search(user)
                 rated = _RATED.search(user)
                 candidate = match.group(1) if match else rated.group(1) if rated else ""
                 action = server._action(candidate)
@@ -195,6 +206,10 @@ class FakeOpenAI:
                     if match:
                         correct = _norm(match.group(1)) == _norm(match.group(2))
                         verdict = {"explanation": "matches the reference" if correct else "differs", "correct": correct}
+                        # fields in the order the request's schema lists them, as a structured-output server writes
+                        order = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+                        if list(order.get("properties", {})) == ["correct", "explanation"]:
+                            verdict = {"correct": verdict["correct"], "explanation": verdict["explanation"]}
                     else:
                         n = len(candidate)
                         verdict = {"fluency": n % 5 + 1, "coherence": (n + 1) % 5 + 1, "relevance": (n + 2) % 5 + 1}
@@ -204,6 +219,8 @@ class FakeOpenAI:
                     self._reply(content, body)
                 elif action == "prose":
                     self._reply("The candidate is correct, this is true.", body)
+                elif action == "prose_no":
+                    self._reply("The candidate misses the point.", body)
                 elif action == "wrong_fields":
                     self._reply(json.dumps({"verdict": "true", "reason": "close enough"}), body)
                 elif action == "string_bool":
@@ -219,6 +236,9 @@ class FakeOpenAI:
                 elif action == "401":
                     token = self.headers.get("Authorization", "")
                     self._send(401, {"error": {"message": f"Incorrect API key provided: {token}"}})
+                elif action == "echo_key_tail":  # a 200 whose reply quotes the key without its "sk-" prefix
+                    token = self.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("sk-")
+                    self._reply(json.dumps({"explanation": f"seen {token}", "correct": True}), body)
                 elif action == "bad_body":
                     self._send(200, {"unexpected": True})
                 elif action == "drop":
@@ -228,6 +248,24 @@ class FakeOpenAI:
                     self._hang_up()
                 else:
                     raise ValueError(f"unknown action {action!r}")
+
+            def _predict(self, body: dict[str, Any], user: Any) -> None:
+                parts = user if isinstance(user, list) else [{"type": "text", "text": user}]
+                text = "\n".join(p.get("text", "") for p in parts if p.get("type") == "text")
+                action = server._action(text)
+                if action == "ok":
+                    self._reply("received " + ",".join(p.get("type", "?") for p in parts), body)
+                elif action == "429":
+                    self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": server.retry_after})
+                elif action in ("500", "503"):
+                    self._send(int(action), {"error": {"message": "server error"}})
+                elif action == "401":
+                    token = self.headers.get("Authorization", "")
+                    self._send(401, {"error": {"message": f"Incorrect API key provided: {token}"}})
+                elif action == "drop":
+                    self._hang_up()
+                else:
+                    raise ValueError(f"unknown action {action!r} in predict mode")
 
             def _reply(self, content: str, request: dict[str, Any]) -> None:
                 self._send(
@@ -251,8 +289,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--predict", action="store_true", help="answer like a served model, not a judge")
     args = parser.parse_args(argv)
-    server = FakeOpenAI(latency=args.latency, port=args.port)
+    server = FakeOpenAI(latency=args.latency, port=args.port, predict=args.predict)
     print(server.base_url, flush=True)
     try:
         server._httpd.serve_forever(poll_interval=0.05)

@@ -21,41 +21,57 @@ def test_strip_think_and_boxed_keep_their_behaviour():
     assert has_think("<think>x</think>") and not has_think("<think>x")
 
 
-@pytest.mark.parametrize(
-    ("text", "dataset", "label"),
-    [
-        # explicit markers
-        (r"\boxed{sad}", "tess", "sad"),
-        (r"<think>it could be anger</think> \boxed{\text{Joy}}", "meld_emotion", "happy"),
-        ("<answer> Not Sarcastic </answer>", "mmsd", "not sarcasm"),
-        ("Reasoning first.\nAnswer: weakly positive", "mosei_senti", "weakly positive"),
-        ("The answer is: angry.", "cremad", "anger"),
-        # the first label mentioned; the longest form wins where several start at one position
-        ("I think the speaker is not sarcastic at all.", "mmsd", "not sarcasm"),
-        ("The tone is sarcastic, not sincere.", "mmsd", "sarcasm"),
-        ("This sounds weakly positive overall, though positive words appear.", "mosei_senti", "weakly positive"),
-        ("The interview shows no depression.", "daicwoz", "no depression"),
-        ("Signs of depression are clear.", "daicwoz", "depression"),
-        ("The participant is non-anxious.", "mmpsy_anxiety", "no anxiety"),
-        ("happiness, then anger", "tess", "happy"),
-        ("She seems unhappy.", "cremad", "sad"),
-        ("It is a very negative statement", "mosei_senti", "highly negative"),
-        ("HUMOROUS!!", "urfunny", "humour"),
-        # yes / no for binary detection
-        ("Yes.", "ptsd_in_the_wild", "ptsd"),
-        ("no", "mmsd", "not sarcasm"),
-        ("No, nothing points that way.", "urfunny", "not humour"),
-        # names no label: unparseable
-        ("The answer is C", "cremad", None),
-        (r"\boxed{C} although the voice sounds happy", "tess", None),  # an explicit answer decides alone
-        ("<think>happy</think>I cannot tell.", "tess", None),  # reasoning is not the answer
-        ("positive", "chsimsv2", None),  # CH-SIMS v2 has only weakly/highly positive
-        ("surprise", "cremad", None),  # not in CREMA-D's label set
-        ("", "tess", None),
-        (None, "tess", None),
-        ("anything at all", "siq2", None),  # free-text datasets have no labels
-    ],
-)
+# (reply, dataset, label it names or None): also the cases of the reward/scorer parity test (test_reward_parity.py)
+EXTRACT_CASES = [
+    # explicit markers
+    (r"\boxed{sad}", "tess", "sad"),
+    (r"<think>it could be anger</think> \boxed{\text{Joy}}", "meld_emotion", "happy"),
+    ("<answer> Not Sarcastic </answer>", "mmsd", "not sarcasm"),
+    ("Reasoning first.\nAnswer: weakly positive", "mosei_senti", "weakly positive"),
+    ("The answer is: angry.", "cremad", "anger"),
+    # the first label mentioned; the longest form wins where several start at one position
+    ("I think the speaker is not sarcastic at all.", "mmsd", "not sarcasm"),
+    ("The tone is sarcastic, not sincere.", "mmsd", "sarcasm"),
+    ("The interview shows no depression.", "daicwoz", "no depression"),
+    ("Signs of depression are clear.", "daicwoz", "depression"),
+    ("The participant is non-anxious.", "mmpsy_anxiety", "no anxiety"),
+    ("She seems unhappy.", "cremad", "sad"),
+    ("It is a very negative statement", "mosei_senti", "highly negative"),
+    ("HUMOROUS!!", "urfunny", "humour"),
+    # yes / no for binary detection
+    ("Yes.", "ptsd_in_the_wild", "ptsd"),
+    ("no", "mmsd", "not sarcasm"),
+    ("No, nothing points that way.", "urfunny", "not humour"),
+    # names no label, several labels, negates or hedges: unparseable (issue 19.1)
+    ("This sounds weakly positive overall, though positive words appear.", "mosei_senti", None),
+    ("happiness, then anger", "tess", None),
+    (
+        "highly negative, negative, weakly negative, neutral, weakly positive, positive, highly positive",
+        "mosei_senti",
+        None,
+    ),
+    ("Options: anger, disgust, fear, happy, neutral, sad", "cremad", None),
+    ("There is no sign of depression.", "daicwoz", None),
+    ("The speaker is not happy at all, rather sad.", "meld_emotion", None),
+    ("I cannot tell whether it is negative or positive.", "mosei_senti", None),
+    (r"<think>the voice is loud \boxed{anger}</think> I cannot tell.", "cremad", None),
+    ("I do not think the speaker is sarcastic.", "mmsd", None),
+    ("Maybe sad.", "tess", None),
+    ("It could be either humour or not.", "urfunny", None),
+    ("Yes, the speaker is not sarcastic.", "mmsd", None),  # its yes/no contradicts the label it names
+    (r"\boxed{happy or sad}", "tess", None),
+    ("The answer is C", "cremad", None),
+    (r"\boxed{C} although the voice sounds happy", "tess", None),  # an explicit answer decides alone
+    ("<think>happy</think>I cannot tell.", "tess", None),  # reasoning is not the answer
+    ("positive", "chsimsv2", None),  # CH-SIMS v2 has only weakly/highly positive
+    ("surprise", "cremad", None),  # not in CREMA-D's label set
+    ("", "tess", None),
+    (None, "tess", None),
+    ("anything at all", "siq2", None),  # free-text datasets have no labels
+]
+
+
+@pytest.mark.parametrize(("text", "dataset", "label"), EXTRACT_CASES)
 def test_extract_label(text, dataset, label):
     assert extract_label(text, dataset) == label
 

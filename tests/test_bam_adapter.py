@@ -1,22 +1,57 @@
+import math
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from hba_core.bam.adapter import AdapterSet, BehavioralAdapter  # noqa: E402
+from hba_core.bam.adapter import AdapterSet, BehavioralAdapter, ReferenceAdapter  # noqa: E402
 from hba_core.bam.cache import PooledCache, cached_vectors, sample_key  # noqa: E402
 from hba_core.bam.train import BamSettings, Split, default_batch_size, train_cls  # noqa: E402
 
 
-def test_adapter_is_the_paper_equation():
-    torch.manual_seed(0)
-    a = BehavioralAdapter(feat_dim=6, out_dim=4, hidden=8, dropout=0.1).eval()
-    feats, valid = torch.randn(5, 6), torch.ones(5, dtype=torch.bool)
-    a.fit_normalizer(feats * 3 + 1, valid)
-    x = torch.nn.functional.layer_norm((feats - a.feat_mean) / a.feat_std, (6,), a.norm.weight, a.norm.bias)
-    gelu = torch.nn.functional.gelu
-    z = gelu(a.fc2(gelu(a.fc1(x))))
-    assert torch.allclose(a(feats, valid), a.alpha * z)
+def _gelu(v: float) -> float:
+    """phi, the exact GELU: v * Phi(v)."""
+    return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def _set(module: torch.nn.Module, **tensors: list) -> None:
+    with torch.no_grad():
+        for name, value in tensors.items():
+            module.get_parameter(name).copy_(torch.tensor(value))
+
+
+def test_adapter_is_the_paper_equation_on_known_weights():
+    # Paper §3.6: x_f = Dropout(Norm(f)), z_f = phi(W2 phi(W1 x_f + b1) + b2), h_adapt = h + alpha * z_f,
+    # worked by hand on 2-d descriptors with Norm = z-score (training clips) then LayerNorm (hba's choice)
+    a = BehavioralAdapter(feat_dim=2, out_dim=2, hidden=2, dropout=0.5, alpha_init=0.1).eval()  # eval: no dropout
+    a.fit_normalizer(torch.tensor([[1.0, 10.0], [3.0, 30.0]]), torch.tensor([True, True]))  # mean (2, 20), std (1, 10)
+    _set(a, **{"fc1.weight": [[1.0, 0.0], [0.0, -1.0]], "fc1.bias": [0.0, 0.5]})
+    _set(a, **{"fc2.weight": [[1.0, 0.0], [1.0, 1.0]], "fc2.bias": [0.0, -1.0], "alpha": 0.5})
+    f = torch.tensor([[4.0, 10.0]])  # z-score (2, -1); LayerNorm: mean 0.5, std 1.5 -> (1, -1)
+    eps = a.norm.eps
+    x = [1.5 / math.sqrt(2.25 + eps), -1.5 / math.sqrt(2.25 + eps)]
+    u = [_gelu(x[0]), _gelu(-x[1] + 0.5)]  # phi(W1 x + b1)
+    z = [_gelu(u[0]), _gelu(u[0] + u[1] - 1.0)]  # phi(W2 u + b2)
+    h = torch.tensor([[10.0, -10.0]])
+    expected = torch.tensor([[10.0 + 0.5 * z[0], -10.0 + 0.5 * z[1]]])
+    adapters = AdapterSet({"audio": 2}, out_dim=2, hidden=2).eval()
+    adapters.adapters["audio"] = a
+    got = adapters(h, {"audio": f}, {"audio": torch.tensor([True])})
+    assert torch.allclose(got, expected, atol=1e-6), (got, expected)
+    assert z[0] > 0.5 and z[1] > 0.5  # the numbers are not degenerate (a wrong phi or sign would show)
+
+
+def test_reference_adapter_is_its_equation_on_known_weights():
+    # the reference's module: dh = alpha * (W2 relu(W1 LayerNorm(f) + b1) + b2), no z-score, no final phi
+    a = ReferenceAdapter(feat_dim=2, out_dim=2, hidden=2, p_moddrop=0.2, alpha_init=4.0).eval()
+    _set(a, **{"mlp.0.weight": [[1.0, 0.0], [0.0, 1.0]], "mlp.0.bias": [0.0, 0.5]})
+    _set(a, **{"mlp.2.weight": [[2.0, 0.0], [1.0, 1.0]], "mlp.2.bias": [0.0, -3.0], "alpha": [0.25]})
+    f = torch.tensor([[5.0, 3.0]])  # LayerNorm: mean 4, std 1 -> (1, -1)
+    x = [1 / math.sqrt(1 + a.ln_feats.eps), -1 / math.sqrt(1 + a.ln_feats.eps)]
+    u = [max(x[0], 0.0), max(x[1] + 0.5, 0.0)]  # (1, 0): relu zeroes the second unit
+    expected = torch.tensor([[0.25 * 2 * u[0], 0.25 * (u[0] + u[1] - 3.0)]])
+    assert torch.allclose(a(f, torch.tensor([True])), expected, atol=1e-6)
 
 
 def test_invalid_clips_contribute_exactly_zero_and_h_is_kept():

@@ -156,9 +156,9 @@ def test_validate_reports_every_problem_by_line(tmp_path):
     (tmp_path / "root" / "cremad").mkdir(parents=True)
     (tmp_path / "root" / "cremad" / "cremad.wav").write_bytes(b"")
     bad = [
-        dict(rows[4], class_label="joy"),
-        dict(rows[4], dataset="cremadd"),
-        dict(rows[4], audios=["../x.wav"]),
+        dict(rows[4], id="b1", class_label="joy"),
+        dict(rows[4], id="b2", dataset="cremadd"),
+        dict(rows[4], id="b3", audios=["../x.wav"]),
         rows[4],
     ]
     (tmp_path / "bad.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in bad) + b"{oops\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import orjson
@@ -11,6 +12,8 @@ import pytest
 
 from hba_core.convert.release import RELEASE_FILES, export_release, import_release, split_of
 from hba_core.errors import InputError
+from hba_core.fixtures.media import write_face_clip
+from hba_core.fixtures.shards import sine_wav
 from hba_core.jsonl import LineError
 from hba_core.samples import sample_id
 
@@ -96,9 +99,9 @@ def parquet_release(path, rows):
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def test_parquet_media_bytes_become_files(tmp_path):
-    wav = b"RIFF" + b"\x00" * 40
-    mp4 = b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 30
+def test_parquet_media_bytes_become_files_named_by_content(tmp_path):
+    wav = sine_wav(0.3)
+    mp4 = write_face_clip(tmp_path / "clip.mp4", seconds=0.5, size=64).read_bytes()
     row = {
         **OFFICIAL_LINE,
         "audios": [{"bytes": wav, "path": "cremad_dataset_audio/1077_DFA_SAD_XX.wav"}],
@@ -106,10 +109,11 @@ def test_parquet_media_bytes_become_files(tmp_path):
     }
     parquet_release(tmp_path / "rel" / "data" / "test-00000-of-00001.parquet", [row])
     rows = list(import_release(tmp_path / "rel", tmp_path / "media"))
-    assert rows[0]["audios"] == ["cremad_dataset_audio/1077_DFA_SAD_XX.wav"]
-    assert (tmp_path / "media" / "cremad_dataset_audio" / "1077_DFA_SAD_XX.wav").read_bytes() == wav
+    (audio,) = rows[0]["audios"]
+    assert audio == f"cremad/audios/{hashlib.sha256(wav).hexdigest()}.wav"  # the name's extension, the bytes' digest
+    assert (tmp_path / "media" / audio).read_bytes() == wav
     (video,) = rows[0]["videos"]
-    assert video.startswith("cremad/") and video.endswith(".mp4")
+    assert video.startswith("cremad/videos/") and video.endswith(".mp4")
     assert (tmp_path / "media" / video).read_bytes() == mp4
     assert rows[0]["split"] == "test"
 

@@ -121,9 +121,68 @@ def test_lora_with_kl_and_rloo(fixtures, text_task, tmp_path):
     train(config, reward_fn=vowel_reward, log=lambda m: None)
     (row,) = read_metrics(tmp_path / "run")
     assert row["kl"] > 0  # 4 updates: after the first, the adapter has moved away from the base (the reference)
-    assert 0 <= row["clip_fraction"] <= 1 and row["ratio"] != 1.0  # later updates see pi != pi_old
+    # dropout is off, so only the updates move pi away from pi_old (test_pi_theta_is_pi_old_until_an_update)
+    assert 0 <= row["clip_fraction"] <= 1 and row["ratio"] != 1.0
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "policy" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()  # merged for serving
+
+
+def test_pi_theta_is_pi_old_until_an_update(fixtures, text_task, tmp_path):
+    # LoRA's dropout (0.05) would make pi_theta (train mode) differ from pi_old (eval mode) with no update
+    # in between (once B != 0); the policy switches every dropout off, so the ratio is exactly 1 until the
+    # weights move
+    from hba_core.rl import step
+    from hba_core.rl.loss import clipped_surrogate_loss
+    from hba_core.rl.policy import Policy
+    from hba_core.rl.rollout import SamplingConfig
+
+    config = text_config(fixtures, text_task, tmp_path / "run", lora=True, lora_r=4, lora_alpha=8, micro_batch=8)
+    policy = Policy(config)
+    prompts = [orjson.loads(line) for line in text_task.read_bytes().splitlines()][:2]
+    torch.manual_seed(0)
+    rollouts = step.generate_rollouts(policy, prompts, SamplingConfig(max_new_tokens=8), group=4, batch_prompts=2)
+    advantages = torch.linspace(-1.0, 1.0, len(rollouts.samples))
+    (mb,) = step.build_micro_batches(policy, rollouts, advantages, 4)
+
+    def update() -> float:
+        """pi_old from the current weights, then one clipped-surrogate update; the ratio before it."""
+        step.fill_reference_logps(policy, [mb], old=True)
+        assert policy.model.training and mb.old_logp is not None
+        logp = step.response_logp(policy.forward_module, mb, config.temperature)  # train mode, with gradients
+        assert torch.equal(logp.detach(), mb.old_logp)  # ratio exactly 1 on every token
+        out = clipped_surrogate_loss(logp, mb.old_logp, mb.advantages, mb.response_mask, clip_eps=0.2)
+        policy.backward_step(out.loss)
+        policy.optimizer_step()
+        return out.ratio_mean
+
+    assert update() == 1.0  # LoRA's B starts at 0: the adapter (and its dropout) adds nothing yet
+    assert update() == 1.0  # B != 0 now: only a network without dropout keeps pi_theta == pi_old
+    after = step.response_logp(policy.forward_module, mb, config.temperature).detach()
+    moved = (after - mb.old_logp)[mb.response_mask.bool()]
+    assert moved.abs().max() > 0  # one update later, pi_theta / pi_old != 1
+
+
+def test_response_log_probs_use_the_sampling_temperature(fixtures, text_task, tmp_path):
+    from hba_core.model.omnisapiens import model_inputs
+    from hba_core.rl import step
+    from hba_core.rl.policy import Policy
+    from hba_core.rl.rollout import SamplingConfig
+
+    policy = Policy(text_config(fixtures, text_task, tmp_path / "run", temperature=0.5))
+    prompts = [orjson.loads(line) for line in text_task.read_bytes().splitlines()][:1]
+    torch.manual_seed(0)
+    rollouts = step.generate_rollouts(policy, prompts, SamplingConfig(max_new_tokens=4), group=2, batch_prompts=1)
+    (mb,) = step.build_micro_batches(policy, rollouts, torch.zeros(2), 2)
+    with torch.no_grad():
+        got = step.response_logp(policy.model, mb, 0.5)
+        inputs = model_inputs(mb.inputs)
+        n = inputs["input_ids"].shape[1]
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], mb.response_ids], 1)
+        inputs["attention_mask"] = torch.cat([inputs["attention_mask"], mb.response_mask], 1)
+        logits = policy.model(**inputs, use_cache=False).logits[:, n - 1 : -1]  # (B, R, V)
+        by_hand = torch.log_softmax(logits / 0.5, -1).gather(-1, mb.response_ids.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(got, by_hand * mb.response_mask, atol=1e-6)
+    assert not torch.allclose(got, step.response_logp(policy.model, mb, 1.0).detach(), atol=1e-3)
 
 
 def test_cli_multimodal_run_with_the_paper_reward(fixtures, tmp_path):

@@ -164,11 +164,10 @@ def test_concurrency_bound_is_respected(tmp_path):
 def test_requests_really_run_in_parallel(tmp_path):
     _files(tmp_path, 32)
     with FakeOpenAI(latency=0.25) as server:
-        start = time.perf_counter()
         _run(tmp_path, server, concurrency=16)
-        elapsed = time.perf_counter() - start
-    assert server.max_in_flight == 16
-    assert elapsed < 32 * 0.25 / 4  # serial would take 8 s; the bound is 0.5 s
+    # the server's own count of requests in flight at once proves the parallelism (a wall-clock bound
+    # would fail on a loaded machine)
+    assert server.max_in_flight == 16 and len(server.requests) == 32
 
 
 def test_rpm_limit_spaces_requests(tmp_path):
@@ -377,8 +376,6 @@ def test_a_fully_cached_rerun_of_10000_judgments_is_fast(tmp_path):
     write_jsonl(tmp_path / "pred.jsonl", [{"id": f"s{i}", "prediction": f"reason {i}"} for i in range(10_000)])
     with FakeOpenAI() as server:
         _run(tmp_path, server, concurrency=64)
-        start = time.perf_counter()
         summary, out = _run(tmp_path, server, concurrency=64, out="again.jsonl")
-        elapsed = time.perf_counter() - start
+    # fast because nothing is requested again (a wall-clock bound belongs in a benchmark, not a test)
     assert summary.cached == 10_000 and len(server.requests) == 10_000 and len(out) == 10_000
-    assert elapsed < 5.0

@@ -217,14 +217,14 @@ def test_ratings():
 
 
 def test_cache_key_depends_on_every_part():
-    parts = ["http://h/v1", "m", "fp", "q", "c", "r"]
+    parts = ["m", "fp", "q", "c", "r"]  # judge model, prompt fingerprint, question, candidate, reference
     keys = {cache_key(*parts)}
     for i in range(len(parts)):
         changed = list(parts)
         changed[i] += "x"
         keys.add(cache_key(*changed))
     assert len(keys) == len(parts) + 1
-    assert cache_key("a", "b", "c", "d", "e", "f") == cache_key("a", "b", "c", "d", "e", "f")
+    assert cache_key("a", "b", "c", "d", "e") == cache_key("a", "b", "c", "d", "e")
 
 
 def test_cache_round_trip_and_reopen(tmp_path):
@@ -314,22 +314,83 @@ def test_redact():
     assert redact("nothing here", "sk-abc123") == "nothing here"
 
 
-def test_rate_limiter_spaces_request_starts():
-    async def starts() -> list[float]:
-        limiter = RateLimiter(rpm=1200)  # one start per 50 ms
+class FakeClock:
+    """A clock that only moves when the limiter sleeps; each sleep wakes up ``late[i]`` seconds late."""
+
+    def __init__(self, late: list[float]):
+        self.now = 100.0
+        self.late = list(late)
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay + (self.late.pop(0) if self.late else 0.0)
+        await asyncio.sleep(0)  # let the other waiters run, as a real sleep would
+
+
+def _fake_starts(late: list[float], n: int, rpm: float = 1200) -> tuple[list[float], FakeClock]:
+    clock = FakeClock(late)
+
+    async def run() -> list[float]:
+        limiter = RateLimiter(rpm=rpm, clock=clock, sleep=clock.sleep)
         times: list[float] = []
 
         async def one() -> None:
             await limiter.wait()
-            times.append(time.monotonic())
+            times.append(clock())
 
-        await asyncio.gather(*(one() for _ in range(6)))
-        return sorted(times)
+        await asyncio.gather(*(one() for _ in range(n)))
+        return times
 
-    times = asyncio.run(starts())
+    return asyncio.run(run()), clock
+
+
+def test_rate_limiter_spaces_request_starts_on_time():
+    times, clock = _fake_starts([], 6)  # one start per 50 ms, every sleep exact
+    assert times == pytest.approx([100.0 + 0.05 * i for i in range(6)], abs=1e-9)
+    assert clock.sleeps == pytest.approx([0.05] * 5, abs=1e-9)  # the first start does not wait
+
+
+def test_rate_limiter_keeps_its_spacing_after_a_late_wake_up():
+    # the 2nd start wakes 30 ms late, the 3rd on time: booking fixed slots (0, 50, 100 ms) would start the
+    # 3rd only 20 ms after the 2nd; the promise is 50 ms between starts, measured when they start
+    times, _ = _fake_starts([0.03, 0.0, 0.12, 0.0, 0.0], 6)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.045
-    assert times[-1] - times[0] >= 0.24
+    assert gaps == pytest.approx([0.08, 0.05, 0.17, 0.05, 0.05], abs=1e-9)
+    assert min(gaps) >= 0.05 - 1e-9
+
+
+def test_rate_limiter_without_a_limit_never_sleeps():
+    times, clock = _fake_starts([], 5, rpm=0)
+    assert clock.sleeps == [] and times == [100.0] * 5
+
+
+def test_rate_limiter_on_the_real_clock():
+    # a smoke test of the real asyncio.sleep path. Nothing here depends on how loaded the machine is: the
+    # limiter's own clock readings must span 3 intervals (the 4th start is booked only once its reading
+    # reaches the 3rd's + 10 ms), and every request starts, in the order it asked
+    readings: list[float] = []
+
+    def clock() -> float:
+        readings.append(time.monotonic())
+        return readings[-1]
+
+    async def starts() -> list[int]:
+        limiter = RateLimiter(rpm=6000, clock=clock)  # one start per 10 ms, real asyncio.sleep
+        order: list[int] = []
+
+        async def one(i: int) -> None:
+            await limiter.wait()
+            order.append(i)
+
+        await asyncio.gather(*(one(i) for i in range(4)))
+        return order
+
+    assert asyncio.run(starts()) == [0, 1, 2, 3]
+    assert max(readings) - min(readings) >= 3 * 0.01 - 1e-9
 
 
 def test_backoff_grows_with_jitter_and_is_capped():

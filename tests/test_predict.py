@@ -150,7 +150,64 @@ def test_predict_then_score_round_trip(fixtures, checkpoint, samples, tmp_path):
     )
     assert result.exit_code == 0, result.output
     model = json.loads(report.read_text())["models"][0]
-    assert model["counts"].get("duplicate", 0) == 0 and model["counts"].get("unknown", 0) == 0, model["counts"]
+    counts, n = model["counts"], len(samples.read_text().splitlines())
+    assert (counts["lines"], counts["matched"], counts["duplicate"], counts["unknown_id"]) == (n, n, 0, 0), counts
     for name in ("cremad", "mmpsy_depression"):
         entry = model["datasets"][name]
         assert entry["samples"] == 4 and entry["value"] is not None and entry.get("unparseable", 0) == 0
+
+
+def test_penultimate_stop_equals_the_full_forward(fixtures, checkpoint, samples):
+    """Stopping before the last decoder layer gives exactly ``hidden_states[-2]`` of the full forward
+    (padded, mixed-modality batch, through peft), and the hook is gone afterwards."""
+    from hba_core.model.collate import Collator, MediaSettings
+    from hba_core.model.heads import masked_mean
+    from hba_core.model.omnisapiens import model_inputs, penultimate_states, pooled_penultimate_early
+    from hba_core.predict import load_predictor, read_samples
+
+    predictor = load_predictor(str(checkpoint))
+    good, _ = read_samples(samples)
+    collate = Collator(predictor.processor, MediaSettings(data_root=str(fixtures.data)), targets=False)
+    thinker = predictor.thinker.eval()
+    last = thinker.get_decoder().layers[-1]
+    for group in (good[:3], good[4:6], good[8:11]):  # audio, video and text rows, padded within a batch
+        batch = collate(group)
+        assert batch.ids and not batch.skipped
+        with torch.no_grad():
+            full = thinker(**model_inputs(batch), output_hidden_states=True, use_cache=False).hidden_states[-2]
+            early = penultimate_states(thinker, batch)
+            pooled = pooled_penultimate_early(thinker, batch)
+        assert early.shape == full.shape and torch.equal(early, full)
+        assert torch.equal(pooled, masked_mean(full, batch.inputs["attention_mask"]))
+        assert not last._forward_pre_hooks  # removed on the way out
+
+
+def test_think_prediction_is_the_answer_after_the_reasoning():
+    """A box inside <think> is no answer: the prediction is the span hba-score's reader reads."""
+    from hba_core.answers import read_answer
+    from hba_core.predict import think_prediction
+
+    inside = r"<think>sounds like \boxed{anger}</think> I cannot tell."
+    assert think_prediction(inside) == "I cannot tell."
+    assert read_answer(think_prediction(inside), "cremad").reason == read_answer(inside, "cremad").reason == "hedged"
+    assert think_prediction(r"<think>hmm</think> \boxed{\text{happy}}") == "happy"
+    assert think_prediction("<think>no answer yet") is None
+    assert think_prediction("plain words") == "plain words"
+
+
+def test_predict_sets_the_cpu_thread_count(fixtures, tmp_path, monkeypatch):
+    """predict_file takes its thread count from hba_core.threads (HBA_NUM_THREADS wins), not torch's default."""
+    from hba_core.model.collate import MediaSettings
+    from hba_core.predict import load_predictor, predict_file
+
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    before = torch.get_num_threads()
+    monkeypatch.setenv("HBA_NUM_THREADS", "3")
+    try:
+        summary = predict_file(
+            load_predictor(str(fixtures.omni)), empty, tmp_path / "p.jsonl", media=MediaSettings(), mode="generate"
+        )
+        assert torch.get_num_threads() == 3 and summary["written"] == 0
+    finally:
+        torch.set_num_threads(before)

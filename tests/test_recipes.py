@@ -184,13 +184,15 @@ def run_recipe(name: str, out: Path, fixtures) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, f"OUT={out}"], capture_output=True, text=True, cwd=REPO, env=env, timeout=1200)
 
 
-@pytest.mark.slow
-@pytest.mark.recipe
+@pytest.mark.slow  # ~5 min on 2 cores; `just test-all` runs it (just test runs the mini table4 recipe)
 def test_table5_mini_end_to_end_and_rerun_skips(fixtures, tmp_path):
     result = run_recipe("table5", tmp_path, fixtures)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "table5" / "table.md").read_text()
-    assert table.splitlines()[0].split("|")[2:6] == [" SEN ", " EMO ", " SAR ", " DEP "]
+    lines = table.splitlines()
+    assert lines[0].startswith("> **Note:**")  # mini-profile rows are tiny random models, and the table says so
+    header = next(line for line in lines if line.startswith("| Model |"))
+    assert [cell.split("·")[0].strip() for cell in header.split("|")[2:6]] == ["SEN", "EMO", "SAR", "DEP"]
     assert "OmniSapiens-7B SFT" in result.stdout and "Qwen2.5-Omni-7B SFT" in result.stdout
     manifest = json.loads((tmp_path / "table5" / "manifest.json").read_text())
     assert manifest["recipe"] == "table5" and manifest["judge"]["judged"] is False

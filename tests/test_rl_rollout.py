@@ -88,7 +88,7 @@ def test_config_checks():
     check_config(good)
     for bad, message in (
         (dict(group_size=1), "at least 2"),
-        (dict(estimator="ppo"), "valid: grpo, rloo"),
+        (dict(estimator="ppo"), "Valid: grpo, rloo, harpo"),
         (dict(mini_batch=100), "does not divide"),
     ):
         with pytest.raises(InputError, match=message):

@@ -22,7 +22,8 @@ def test_official_line_loads_and_validates_unchanged(tmp_path):
     original = orjson.loads(OFFICIAL_LINE)
     assert line == 1
     assert {k: sample[k] for k in OFFICIAL_FIELDS} == original  # every official field untouched
-    assert set(sample) == set(OFFICIAL_FIELDS) | {"id"}
+    assert set(sample) == set(OFFICIAL_FIELDS) | {"id", "split"}  # split from the release file's name
+    assert sample["split"] == "test"
     assert sample["id"] == sample_id(original) and sample["id"].startswith("cremad-")
     assert sample_problems(sample) == []
     assert schemas.errors(original, "sample") == []

@@ -79,10 +79,12 @@ def test_two_models_table4_markdown(files):
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("| Model | SEN |  |  | EMO |")
+    assert lines[0].startswith("| Model | SEN · CMU-MOSEI | SEN · MELD | SEN · CH-SIMS v2 | EMO · CMU-MOSEI |")
+    assert lines[1] == "| " + " | ".join(["---"] * 17) + " |"  # the header renders as one
     row_a = next(ln for ln in lines if ln.startswith("| model_a |"))
     assert row_a.count("**1.000**") == 16 + 0  # model a is right everywhere: best in every dataset column
-    assert "| model_a | **1.000** | **1.000** |" in result.stdout  # task-mean table
+    means_a = [ln for ln in lines if ln.startswith("| model_a |")][1]  # task-mean table
+    assert means_a.startswith("| model_a | **1.000** (") and means_a.count("**1.000**") == 10
     assert "model_b: 64 matched, 0 missing" in result.stderr
 
 
@@ -304,3 +306,85 @@ def test_intensity_format_is_table_19(tmp_path):
     assert lines[2] == "| a | **1.000** | **1.000** |"
     # b always says neutral: accuracy 2/14, weighted F1 = (2/14) * F1(neutral) = (2/14) * (2 * (1/7) / (1 + 1/7))
     assert lines[3] == f"| b | {(2 / 14) * (2 / 8):.3f}".replace("0.", ".") + " | .143 |"
+
+
+# ---------------------------------------------------------------- paper cuts of a first hour (issue 17.9-11)
+def _ids(files):
+    return [s["id"] for _, s in iter_samples(files["truth"])]
+
+
+def test_a_file_without_the_prediction_field_is_an_error_naming_it(files, tmp_path):
+    ids = _ids(files)
+    renamed = write_jsonl(tmp_path / "output.jsonl", [{"id": i, "output": "anger"} for i in ids])
+    result = run(["--truth", files["truth"], renamed])
+    assert result.exit_code == 1
+    assert f'Error: {renamed}: no row has a "prediction" field (the rows have: output)' in result.output
+    # a few such rows are problems with file:line, the rest is scored
+    mixed = [{"id": i, "prediction": "anger"} for i in ids]
+    mixed[2] = {"id": ids[2], "pred": "anger"}
+    partly = write_jsonl(tmp_path / "partly.jsonl", mixed)
+    result = run(["--truth", files["truth"], partly])
+    assert result.exit_code == 0, result.output
+    assert f'{partly}:3: no "prediction" field' in result.stderr
+    assert json.loads(result.stdout)["models"][0]["counts"]["invalid"] == 1
+
+
+@pytest.mark.parametrize("rows", [[], [{"id": "no-such-id", "prediction": "anger"}]], ids=["empty", "wrong ids"])
+def test_predictions_matching_no_sample_are_an_error(files, tmp_path, rows):
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    result = run(["--truth", files["truth"], path, "--format", "md"])
+    assert result.exit_code == 1
+    assert ("the file is empty" if not rows else "no prediction matches a sample of") in result.output
+    assert ".000" not in result.output
+
+
+def test_a_metric_floor_is_not_shown_as_a_score(tmp_path):
+    rows = [
+        {"id": f"e{i}", "dataset": "cremad", "problem": "q", "answer": g, "class_label": g}
+        for i, g in enumerate(["anger", "sad", "happy"])
+    ]
+    truth = write_jsonl(tmp_path / "t.jsonl", rows)
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "prediction": "I cannot tell."} for r in rows])
+    result = run(["--truth", truth, preds, "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert ".500" not in result.stdout  # mean weighted accuracy of no answer at all is 0.5
+    assert "– (0/3 answered)" in result.stdout
+    report = json.loads(run(["--truth", truth, preds]).stdout)
+    cremad = report["models"][0]["datasets"]["cremad"]
+    assert (cremad["value"], cremad["answered"]) == (0.5, 0)
+    assert any("floor" in note for note in cremad["notes"])
+
+
+def test_strict_needs_judgments_for_free_text_samples(files):
+    result = run(["--truth", files["truth"], files["model_a"], "--strict"])
+    assert result.exit_code == 1
+    assert "Error: --judgments: model 'model_a' has no judgments for the" in result.output
+    assert "drop --strict" in result.output
+
+
+def test_strict_duplicate_message_does_not_say_the_first_is_kept(files, tmp_path):
+    lines = files["model_a"].read_bytes().splitlines(keepends=True)
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_bytes(b"".join(lines) + lines[0])
+    strict = run(["--truth", files["truth"], doubled, "--strict", "--judgments", files["judged"]])
+    assert strict.exit_code == 1 and "first one is kept" not in strict.output
+    lenient = run(["--truth", files["truth"], doubled])
+    assert "(the first one is kept)" in lenient.stderr
+
+
+def test_markdown_shows_intervals_and_the_paired_test(files):
+    args = ["--truth", files["truth"], files["model_a"], files["model_b"], "--judgments", files["judged"]]
+    result = run([*args, "--bootstrap", "200", "--compare", "model_a", "model_b", "--format", "md"])
+    assert result.exit_code == 0, result.output
+    table, _, paired = result.stdout.partition("Paired bootstrap, model_a − model_b (200 replicates")
+    assert " ± " in table and "± half-width of the 95% bootstrap interval (200 replicates)." in table
+    assert "| Task | Dataset | Δ | 95% CI | p |" in paired
+    assert "| EMO | mean | +" in paired
+
+
+def test_a_pred_field_no_sample_has_is_an_error(files):
+    result = run(["--truth", files["truth"], "--pred-field", "model_output"])
+    assert result.exit_code == 1
+    assert f"Error: --pred-field model_output: no sample of {files['truth']} has a value under 'model_output'" in (
+        result.output
+    )

@@ -68,6 +68,7 @@ def test_gold_answers_score_one_everywhere(atlas_rows):
         "unknown_id": 0,
         "invalid": 0,
         "unparseable": 0,
+        "outside_labels": 0,
     }
     assert schemas.errors(report, "score-report") == []
 
@@ -82,7 +83,7 @@ def test_sen_binary_weighted_f1_by_hand():
     # negative: TP1 FP0 FN1 -> F1 2/3; positive: TP0 FP1 FN2 -> 0; weighted (2 * 2/3 + 2 * 0) / 4
     assert d["value"] == pytest.approx(1 / 3)
     assert (d["n"], d["dropped_neutral"], d["unparseable"]) == (4, 1, 1)
-    assert d["unparseable_examples"] == [{"id": "s4", "prediction": "I refuse"}]
+    assert d["unparseable_examples"] == [{"id": "s4", "prediction": "I refuse", "reason": "no label"}]
     # intensity collapses: scores gold [-3,-1,0,2,3], predicted [-2,1,2,0,none]
     i = d["intensity"]
     assert i["acc7"] == 0.0
@@ -280,10 +281,10 @@ def test_markdown_has_the_table4_layout(three_models):
     text = to_markdown(three_models)
     lines = text.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[:5] == ["Model", "SEN", "", "", "EMO"]
-    assert [c.strip() for c in lines[2].strip("|").split("|")][1] == "CMU-MOSEI (SEN)"
-    assert lines[3].startswith("| a |") and lines[5].startswith("| c |")
-    first_col = [ln.strip("|").split("|")[1].strip() for ln in lines[3:6]]
+    assert header[:5] == ["Model", "SEN · CMU-MOSEI", "SEN · MELD", "SEN · CH-SIMS v2", "EMO · CMU-MOSEI"]
+    assert lines[1].startswith("| --- | --- |")
+    assert lines[2].startswith("| a |") and lines[4].startswith("| c |")
+    first_col = [ln.strip("|").split("|")[1].strip() for ln in lines[2:5]]
     ranked = ranks([three_models["models"][i]["datasets"]["mosei_senti"]["value"] for i in range(3)])
     for cell, r in zip(first_col, ranked):
         assert cell.startswith("**") == (r == 0) and cell.startswith("<u>") == (r == 1)
@@ -308,3 +309,16 @@ def test_only_scored_datasets_become_columns():
 def test_heatmap_png(three_models, tmp_path):
     out = plot_heatmap(three_models, tmp_path / "fig" / "heat.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_judgment_statuses_are_declared_once():
+    from importlib import resources
+
+    from hba_core.scoring import JUDGE_STATUSES
+
+    def schema(name):
+        return orjson.loads(resources.files("hba_core.schema_files").joinpath(f"{name}.schema.json").read_bytes())
+
+    assert tuple(schema("judgment")["properties"]["status"]["enum"]) == JUDGE_STATUSES
+    per_dataset = schema("score-report")["$defs"]["dataset"]["properties"]["judgments"]["required"]
+    assert per_dataset == ["true", "false", "unjudged", *(s for s in JUDGE_STATUSES if s != "ok")]

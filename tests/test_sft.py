@@ -272,7 +272,7 @@ def test_deepspeed_resume_matches_an_uninterrupted_run(fixtures, tmp_path):
     if launcher is None:
         pytest.skip("deepspeed launcher not installed")
 
-    def launch(out, *extra):
+    def launch(out, *extra, returncode=0):
         with socket.socket() as free:
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
@@ -282,10 +282,13 @@ def test_deepspeed_resume_matches_an_uninterrupted_run(fixtures, tmp_path):
         result = subprocess.run(
             cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == returncode, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
 
     launch(tmp_path / "a")
-    launch(tmp_path / "b", "--max-steps", "2")
+    # Stopped before its first validation: the state is saved, but there is no best/ yet (exit 1, one clear line).
+    stopped = launch(tmp_path / "b", "--max-steps", "2", returncode=1)
+    assert "no best/ checkpoint was selected" in stopped.stderr and (tmp_path / "b" / "last").is_dir()
     launch(tmp_path / "b", "--resume")
     a, b = _tensors(tmp_path / "a" / "best"), _tensors(tmp_path / "b" / "best")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -163,10 +163,12 @@ def test_cli_pipes_and_reports(fixtures, mixed, tmp_path):
     result = runner.invoke(cli, [*args, "--out", "-"])
     assert result.exit_code == 2 and "give --cache PATH too" in result.output
     result = runner.invoke(cli, [*args, "--out", "-", "--cache", str(tmp_path / "c.jsonl")])
-    assert result.exit_code == 1  # one media error
+    assert result.exit_code == 0  # one media error: reported, not fatal without --strict
     assert "14 samples: 6 transcribed" in result.stderr
     assert "error audio/missing.wav: media file not found" in result.stderr
     assert len(result.stdout.splitlines()) == 14
+    strict = runner.invoke(cli, [*args, "--out", "-", "--cache", str(tmp_path / "c.jsonl"), "--strict"])
+    assert strict.exit_code == 1 and len(strict.stdout.splitlines()) == 14
     help_text = runner.invoke(cli, ["--help"]).output
     assert "Example:" in help_text and "hba-transcribe" in help_text
 

@@ -10,13 +10,13 @@ import click
 from hba_core import registry
 from hba_core.convert import BuildSummary, Reject, build_source
 from hba_core.convert.release import export_release, import_release
-from hba_core.convert.selection import selector
+from hba_core.convert.selection import select_samples, selector
 from hba_core.convert.stats import render, table7
-from hba_core.convert.validate import validate_file
 from hba_core.errors import InputError
 from hba_core.jsonl import LineError, atomic_output, dumps_line, iter_jsonl
 from hba_core.samples import iter_samples
 from hba_tools._cli import info, user_errors
+from hba_tools.validate import report_files
 
 
 @click.group()
@@ -123,24 +123,34 @@ def build(
     "--from",
     "release_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The downloaded release's root folder (final_v8_*.jsonl, or the Parquet form).",
+    type=click.Path(path_type=Path),
+    help="The downloaded release's root folder (final_v8_*.jsonl, or v2 Parquet shards), a shard, or a quoted glob.",
 )
 @click.option("--out", default="-", show_default=True, help="Output JSONL; - for stdout.")
 @click.option(
     "--media-root",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the Parquet form's media bytes are written as files (paths stay relative to it).",
+    help="Where the Parquet form's media and .pt bytes are written, named by content (paths relative to it).",
 )
 @user_errors
 def import_(release_dir: Path, out: str, media_root: Path | None) -> None:
     """Read the official release into our JSONL (id, split and provenance added; nothing else changed).
 
+    Parquet shards: every media and .pt cell is checked and written under --media-root as
+    <dataset>/<column>/<sha256><ext>; a row with a bad cell is reported by shard and row and left out,
+    every other row is written. A killed import re-run gives the same output (files are whole or absent).
+    Ids are those of the shard read directly, so hba-score gives the same report on either.
+
     \b
     Example:
         hba-convert import --from human_behavior_atlas --out atlas.jsonl
-        hba-convert import --from hba_parquet --media-root media --out atlas.jsonl
+        hba-convert import --from 'hba_v2/data/test-*.parquet' --media-root media --out test.jsonl
     """
+    from hba_core.extras import require
+
+    jsonl_release = release_dir.is_dir() and any(release_dir.glob("final_v8_*.jsonl"))
+    if (release_dir.exists() and not jsonl_release) or "*" in str(release_dir):
+        require("hba-convert import", "convert")  # the v2 Parquet form (a JSONL release needs nothing more)
     errors: list[LineError] = []
     count = 0
     with atomic_output(out) as sink:
@@ -149,9 +159,36 @@ def import_(release_dir: Path, out: str, media_root: Path | None) -> None:
             count += 1
     for problem in errors:
         info(f"skipped: {problem}")
-    info(f"imported {count} samples to {out}; {len(errors)} unreadable lines")
+    info(f"imported {count} samples to {out}; {len(errors)} unreadable lines or rows")
     if errors:
         raise SystemExit(1)
+
+
+@main.command("import-predictions")
+@click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--samples", "-s", required=True, help="The split the reference evaluated (JSONL, shard, glob, folder).")
+@click.option("--out", default="-", show_default=True, help="Predictions JSONL (written atomically); - for stdout.")
+@click.option("--model", "model_name", default=None, help="Model name stored on each row (default: none).")
+@user_errors
+def import_predictions(results: Path, samples: str, out: str, model_name: str | None) -> None:
+    """Turn a reference result file (cls_val_generations_<step>.json or a QA preds file) into predictions.
+
+    The reference's files hold no ids: entries are matched to --samples by dataset and position, and each
+    entry's ground truth must equal its sample's label (or answer) - a mismatch is an error naming the
+    entry, and nothing is written.
+
+    \b
+    Example:
+        hba-convert import-predictions cls_val_generations_500.json -s 'data/validation-*.parquet' \
+            --out ref.jsonl && hba-score --truth 'data/validation-*.parquet' --pred ref.jsonl
+    """
+    from hba_core.convert.reference_results import reference_predictions
+
+    rows = reference_predictions(results, samples, model=model_name)
+    with atomic_output(out) as sink:
+        for row in rows:
+            sink.write(dumps_line(row))
+    info(f"wrote {len(rows)} predictions to {out} (ground truths agree with {samples})")
 
 
 @main.command()
@@ -187,7 +224,7 @@ def stats(files: tuple[str, ...], fmt: str) -> None:
         hba-convert stats atlas.jsonl --format md
         hba-convert build meld --raw MELD.Raw --no-media | hba-convert stats - --format csv
     """
-    rows = (row for path in files for _, row in iter_jsonl(path))
+    rows = (row for path in files for _, row in iter_samples(path))  # shards: string columns only
     click.echo(render(table7(rows), fmt), nl=False)
 
 
@@ -215,15 +252,11 @@ def select(
             --exclude mosei_senti,meld_emotion,daicwoz,mmsd > transfer_train.jsonl
     """
     keep = selector(datasets=datasets, tasks=tasks, splits=splits, modalities=modalities, exclude=exclude)
-    kept = seen = 0
+    rows, seen = select_samples(files, keep)  # everything read and checked before the first row is written
     with atomic_output("-") as sink:
-        for path in files:
-            for _, row in iter_samples(path):
-                seen += 1
-                if keep(row):
-                    sink.write(dumps_line(row))
-                    kept += 1
-    info(f"selected {kept} of {seen} samples")
+        for row in rows:
+            sink.write(dumps_line(row))
+    info(f"selected {len(rows)} of {seen} samples")
 
 
 @main.command()
@@ -244,23 +277,7 @@ def validate(files: tuple[str, ...], root: Path | None, max_problems: int) -> No
     Example:
         hba-convert validate atlas.jsonl --root human_behavior_atlas
     """
-    failed = False
-    for path in files:
-        shown = problems = count = 0
-        for item in validate_file(path, root):
-            if isinstance(item, int):
-                count = item
-                continue
-            problems += 1
-            if shown < max_problems:
-                click.echo(str(item))
-                shown += 1
-        if problems > shown:
-            click.echo(f"{path}: ... and {problems - shown} more problems")
-        info(f"{path}: {count} records, {problems} problems")
-        failed = failed or problems > 0
-    if failed:
-        raise SystemExit(1)
+    report_files("sample", files, root, max_problems)  # one validator with hba-validate sample
 
 
 if __name__ == "__main__":

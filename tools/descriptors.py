@@ -60,7 +60,7 @@ def _report_errors(errors: list[tuple[str, str, str]], limit: int = 20) -> None:
     type=click.IntRange(0, 1),
     default=1,
     show_default=True,
-    help="Bundled pose model: 0 lite, 1 full.",
+    help="Pose model: 1 full (bundled); 0 lite, which mediapipe downloads on first use (needs the network).",
 )
 @click.option(
     "--face-model", type=click.Path(dir_okay=False, exists=True), help="face_landmarker.task (newer mediapipe)."
@@ -77,6 +77,9 @@ def _report_errors(errors: list[tuple[str, str, str]], limit: int = 20) -> None:
     type=click.FloatRange(0),
     help="Commit finished clips this often: a kill loses at most this much work plus the clips in flight.",
 )
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 when any media file or row could not be used (default: report, exit 0)."
+)
 @user_errors
 def extract(
     samples: str,
@@ -91,14 +94,21 @@ def extract(
     workers: int,
     shard: str | None,
     commit_seconds: float,
+    strict: bool,
 ) -> None:
     """Extract descriptors of every media file the samples use (each once); re-running resumes.
+
+    Unreadable media are recorded in the store and reported on stderr, rows whose media fields are not
+    lists of paths are reported; the exit code is 0 unless --strict (as in hba-transcribe).
 
     \b
     Example:
         hba-descriptors extract --samples atlas.jsonl --root DATA --store desc.zarr --streams face,pose,audio
         hba-descriptors extract ... --shard $SLURM_ARRAY_TASK_ID/16 --store desc-$SLURM_ARRAY_TASK_ID.zarr
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors extract", "descriptors")
     from hba_core.descriptors.extract import parse_shard, run_extract
     from hba_core.descriptors.video import VideoConfig
 
@@ -125,10 +135,14 @@ def extract(
     )
     info(
         f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
-        f"{len(summary.errors)} errors" + (f"; {frames}" if frames else "")
+        f"{len(summary.errors)} errors, {len(summary.bad_rows)} bad rows" + (f"; {frames}" if frames else "")
     )
     _report_errors(summary.errors)
+    for problem in summary.bad_rows[:20]:
+        info(f"  bad row skipped: {problem}")
     click.echo(store_path)
+    if strict and (summary.errors or summary.bad_rows):
+        raise SystemExit(1)
 
 
 @main.command()
@@ -142,6 +156,9 @@ def merge(out: str, stores: tuple[str, ...]) -> None:
     Example:
         hba-descriptors merge --out desc.zarr desc-*.zarr
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors merge", "descriptors", "zarr")
     from hba_core.descriptors.merge import merge_stores
 
     summary = merge_stores(out, list(stores))
@@ -154,17 +171,35 @@ def merge(out: str, stores: tuple[str, ...]) -> None:
 
 
 @main.command("import-pt")
-@click.option("--samples", required=True, type=click.Path(allow_dash=True), help="Release samples JSONL (or -).")
+@click.option(
+    "--samples",
+    required=True,
+    type=click.Path(allow_dash=True),
+    help="Release samples: JSONL (or -), a v2 Parquet shard, a quoted glob of shards or a release folder.",
+)
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Release root of the .pt paths.")
 @click.option("--store", "store_path", required=True, type=click.Path(), help="Output Zarr store.")
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 when any feature file could not be used (default: report, exit 0)."
+)
 @user_errors
-def import_pt_command(samples: str, root: str, store_path: str) -> None:
-    """Import the release's ext_video_feats / ext_audio_feats .pt files (torch.load weights_only=True).
+def import_pt_command(samples: str, root: str, store_path: str, strict: bool) -> None:
+    """Import the release's ext_video_feats / ext_audio_feats .pt features (torch.load weights_only=True).
+
+    Keypoint dicts become one stream per part (ext_pose, ext_face, ext_left_hand, ext_right_hand),
+    ComParE functionals ext_audio; .pt bytes in v2 shard cells are read straight from the shard.
+    Unusable files are recorded in the store and reported with the sample that needs them; the exit
+    code is 0 unless --strict.
 
     \b
     Example:
         hba-descriptors import-pt --samples final_v8_train_cleaned.jsonl --root RELEASE --store release.zarr
+        hba-descriptors import-pt --samples 'v2/data/train-*.parquet' --root v2 --store release.zarr
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors import-pt", "descriptors", "zarr")
+    require("hba-descriptors import-pt", "train", "torch")  # the release's .pt files
     from hba_core.descriptors.import_pt import import_pt
 
     with _progress("import") as progress:
@@ -173,8 +208,10 @@ def import_pt_command(samples: str, root: str, store_path: str) -> None:
         f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
         f"{len(summary.errors)} errors"
     )
-    _report_errors(summary.errors)
+    _report_errors([(f"{key} ({summary.used_by.get(key, '?')})", s, r) for key, s, r in summary.errors])
     click.echo(store_path)
+    if strict and summary.errors:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -197,6 +234,9 @@ def pool(store_path: str, samples: str, streams: str | None, out: str) -> None:
         hba-descriptors pool --store desc.zarr --samples atlas.jsonl --streams audio | head -1
         hba-descriptors pool --store desc.zarr --samples atlas.jsonl --out pooled.npz
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors pool", "descriptors", "zarr")
     import numpy as np
 
     from hba_core.descriptors.report import sample_vectors
@@ -235,6 +275,9 @@ def show(store_path: str, key: str) -> None:
     Example:
         hba-descriptors show --store desc.zarr video/clip0.mp4 | python -m json.tool
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors show", "descriptors", "zarr")
     from hba_core.descriptors.report import show as show_key
     from hba_core.descriptors.store import open_store
     from hba_core.errors import InputError
@@ -255,6 +298,9 @@ def stats(store_path: str) -> None:
     Example:
         hba-descriptors stats --store desc.zarr > coverage.jsonl
     """
+    from hba_core.extras import require
+
+    require("hba-descriptors stats", "descriptors", "zarr")
     from hba_core.descriptors.report import stats as store_stats
     from hba_core.descriptors.store import open_store
 

@@ -103,6 +103,9 @@ def main(local_rank: int | None, **options: Any) -> None:
         hba-grpo ... --estimator rloo --group-size 20 --lr 1e-6
         tail -f runs/rl/metrics.jsonl | jq -c '{step, reward, format_rate}'
     """
+    from hba_core.extras import require
+
+    require("hba-grpo", "train")
     from hba_core.rl.trainer import train
 
     deepspeed_logs_to_stderr()

@@ -79,10 +79,26 @@ def _api_key(env_name: str, base_url: str | None) -> str:
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache (a killed run starts over).")
 @click.option(
+    "--prompts",
     "--prompt-variant",
+    "prompt_variant",
     default="paper",
     show_default=True,
-    help="paper (App. A.5), paraphrased (D.10), or a TOML template file (see docs/judge.md).",
+    help="paper (App. A.5), paraphrased (D.10), reference (the reference repository's judge script: its "
+    "texts, message layout, schema and readings), or a TOML template file (see docs/judge.md).",
+)
+@click.option(
+    "--lenient-reference-fallback",
+    is_flag=True,
+    help="With --prompts reference: read a non-JSON reply as correct when it contains 'true', as the "
+    "reference does (counted apart; off by default, such replies stay unparseable).",
+)
+@click.option(
+    "--reference-annotations",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="With --prompts reference: the reference's annotation tree (mimeqa/, siq2/, intentqa/) for its "
+    "question lookup, so the rows it would drop are counted [default: look up in --truth].",
 )
 @click.option("--rate", is_flag=True, help="Rate fluency/coherence/relevance 1-5 (App. D.9, Table 17) instead.")
 @click.option("--datasets", default=None, help="Comma-separated datasets to judge [default: every free-text one].")
@@ -112,6 +128,8 @@ def main(
     cache_path: str | None,
     no_cache: bool,
     prompt_variant: str,
+    lenient_reference_fallback: bool,
+    reference_annotations: str | None,
     rate: bool,
     datasets: str | None,
     keep_think: bool,
@@ -124,13 +142,16 @@ def main(
     Example (a local vLLM server, then accuracy):
       hba-judge --truth test.jsonl --pred preds.jsonl --out judged.jsonl \\
           --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen3-30B-A3B
-      hba-score --judgments judged.jsonl
+      hba-score --truth test.jsonl --pred preds.jsonl --judgments judged.jsonl
     \b
     Agreement between two judges, or a judge and a human:
       hba-judge agree gpt5nano.jsonl human.jsonl
     """
     if ctx.invoked_subcommand is not None:
         return
+    from hba_core.extras import require
+
+    require("hba-judge", "judge")
     if not truth or not pred:
         raise click.UsageError("give --truth SAMPLES and --pred PREDICTIONS (or the 'agree' subcommand)")
     if truth == "-" and pred == "-":
@@ -138,12 +159,17 @@ def main(
     if no_cache and cache_path:
         raise click.UsageError("use just one of --cache PATH and --no-cache")
     if rate and prompt_variant != "paper":
-        raise click.UsageError("--rate uses the paper's rater prompt (App. D.9); drop --prompt-variant")
+        raise click.UsageError("--rate uses the paper's rater prompt (App. D.9); drop --prompts")
     variant = prompts.variant("rater" if rate else prompt_variant)
     if (rate and variant.mode != "rater") or (not rate and variant.mode != "judge"):
         raise click.UsageError(
             f"prompt variant {variant.name!r} is a {variant.mode} prompt; "
             + ("add --rate" if variant.mode == "rater" else "drop --rate")
+        )
+    if variant.protocol != "reference" and (lenient_reference_fallback or reference_annotations):
+        raise click.UsageError(
+            "--lenient-reference-fallback and --reference-annotations need --prompts reference "
+            f"(the prompts are {variant.name!r})"
         )
     settings = ClientSettings(
         base_url=base_url, model=model, concurrency=concurrency, rpm=rpm, timeout_s=timeout, retries=retries
@@ -163,9 +189,13 @@ def main(
         keep_think=keep_think,
         show_progress=not quiet,
         model_name=model_name,
+        lenient_reference_fallback=lenient_reference_fallback,
+        reference_annotations=reference_annotations,
     )
     for line in summary.lines():
         info(line)
+    if summary.all_failed:
+        raise SystemExit(1)  # the rows are written (with each error), but a run that judged nothing failed
 
 
 @main.command("agree")

@@ -9,7 +9,17 @@ import orjson
 
 from hba_core.errors import HbaError, InputError
 from hba_core.jsonl import atomic_output, display_name
-from hba_core.scoring import Predictions, Truth, embedded_predictions, load_judgments, load_predictions, load_truth
+from hba_core.scoring import (
+    PROTOCOLS,
+    Predictions,
+    Truth,
+    embedded_predictions,
+    judgment_plan,
+    load_all,
+    load_judgments,
+    name_by_model_field,
+    require_judgments,
+)
 from hba_tools._cli import info, user_errors
 
 # delta: two models as in Table 6 (SFT vs BAM); intensity: sentiment at the full scale as in Table 19
@@ -18,43 +28,6 @@ FORMATS = ("json", "md", "csv", "latex", "delta", "intensity")
 
 def _default_name(path: str) -> str:
     return "stdin" if path == "-" else Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
-
-
-def _name_by_model_field(models: list[Predictions]) -> None:
-    """Without --name, a file whose rows all carry one ``model`` field (hba-predict writes it) is named by it."""
-    named = [next(iter(m.models_named)) if len(m.models_named) == 1 else m.name for m in models]
-    if len(set(named)) == len(named):
-        for m, name in zip(models, named):
-            m.name = name
-    elif len({m.name for m in models}) != len(models):
-        raise HbaError(f"model names repeat ({', '.join(m.name for m in models)}): set them with --name")
-
-
-def _judgment_plan(items: tuple[str, ...], names: list[str]) -> list[tuple[str, str | None, str | None]]:
-    """(file, model it belongs to, model field to filter by) for each --judgments value."""
-    plan, plain = [], []
-    for item in items:
-        prefix, sep, rest = item.partition("=")
-        if sep and prefix in names:
-            plan.append((rest, prefix, None))
-        elif sep and not Path(item).exists():
-            raise HbaError(f"--judgments {item}: no model named {prefix!r}; models: {', '.join(names)}")
-        else:
-            plain.append(item)
-    assigned = {model for _, model, _ in plan}
-    open_names = [n for n in names if n not in assigned]
-    if len(plain) == len(open_names):
-        plan += [(path, name, None) for path, name in zip(plain, open_names)]
-    elif len(plain) == 1:  # one shared file: each row's "model" field says whose answer it judged
-        if plain[0] == "-":
-            raise HbaError("--judgments -: stdin cannot be shared by several models; give one file per model")
-        plan += [(plain[0], name, name) for name in open_names]
-    elif plain:
-        raise HbaError(
-            f"{len(plain)} --judgments files for {len(open_names)} models: give one per model "
-            '(in --pred order, or as NAME=FILE), or one file whose rows carry a "model" field'
-        )
-    return plan
 
 
 @click.command()
@@ -81,7 +54,32 @@ def _judgment_plan(items: tuple[str, ...], names: list[str]) -> list[tuple[str, 
     help="hba-judge output for the free-text tasks: [NAME=]FILE, one per model in order, "
     "or one file whose rows name their model.",
 )
-@click.option("--strict", is_flag=True, help="Missing, duplicate, unknown or invalid records are errors.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Missing, duplicate, unknown or invalid records are errors, and so are free-text samples without judgments.",
+)
+@click.option(
+    "--subset",
+    is_flag=True,
+    help="The truth is a subset of what was predicted on purpose (a cut test set): predictions for other ids "
+    "are counted in one summary line, not listed, and are no error under --strict.",
+)
+@click.option(
+    "--note",
+    "notes",
+    multiple=True,
+    help="A line shown above the --format md table and under the --plot title (repeatable), "
+    "e.g. that the models are tiny random fixtures.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOLS),
+    default="paper",
+    show_default=True,
+    help="paper: the paper's metric definitions and the strict answer reader; "
+    "reference: the reference code's numbers (its parser and metrics), for comparison with published runs.",
+)
 @click.option(
     "--bootstrap",
     default=0,
@@ -111,6 +109,9 @@ def main(
     pred_fields: tuple[str, ...],
     judgments: tuple[str, ...],
     strict: bool,
+    subset: bool,
+    notes: tuple[str, ...],
+    protocol: str,
     bootstrap: int,
     seed: int,
     compare: tuple[str, str] | None,
@@ -121,8 +122,9 @@ def main(
 ) -> None:
     """Score predictions against the Human Behavior Atlas with the paper's unified metrics.
 
-    Free-text answers are turned into labels (\\boxed{}, <answer>, "Answer: ...", else the first
-    label mentioned); anything naming no label counts as wrong and is reported. Free-text tasks
+    Free-text answers are turned into labels (\\boxed{}, <answer>, "Answer: ...", else the reply when it
+    names exactly one label, not negated or hedged); anything else counts as wrong and is reported
+    with examples. --protocol reference reproduces the reference code's numbers. Free-text tasks
     (SOC, INT, NVC) are scored from hba-judge judgments. Counts of missing, duplicate and unknown
     ids go to stderr and into the report; --strict makes them errors.
 
@@ -132,7 +134,12 @@ def main(
             --judgments a=judged_a.jsonl --judgments b=judged_b.jsonl --name a --name b --format md
         cat preds.jsonl | hba-score --truth atlas.jsonl -
         hba-score --truth test.jsonl --pred a.jsonl --pred b.jsonl --bootstrap 1000 --compare a b
+        hba-score --truth cut.jsonl --subset full_preds.jsonl --format md --note "tiny random fixture"
     """
+    from hba_core.extras import require
+
+    if plot:
+        require("hba-score --plot", "score")
     from hba_core.score_formats import plot_heatmap, to_csv, to_delta, to_intensity, to_latex, to_markdown
     from hba_core.scoring import score
 
@@ -143,22 +150,26 @@ def main(
         raise HbaError("stdin (-) can be read only once: give the other inputs as files")
     if names and len(names) != len(files):
         raise HbaError(f"{len(names)} --name for {len(files)} predictions files: give one name per file, in order")
-    gold: Truth = load_truth(truth, tuple(pred_fields))
+    gold: Truth
+    models: list[Predictions]
+    gold, models = load_all(
+        truth, list(zip(files, names or [_default_name(p) for p in files])), strict, pred_fields, subset
+    )
     info(f"{display_name(truth)}: {len(gold.ids)} samples")
-    models: list[Predictions] = [
-        load_predictions(p, n, gold, strict) for p, n in zip(files, names or [_default_name(p) for p in files])
-    ]
     if not names:
-        _name_by_model_field(models)
+        name_by_model_field(models)
     models += [embedded_predictions(gold, f) for f in pred_fields]
     by_name = {m.name: m for m in models}
-    for path, model, model_filter in _judgment_plan(judgments, list(by_name)):
+    for path, model, model_filter in judgment_plan(judgments, list(by_name)):
         load_judgments(path, by_name[model], gold, strict, model_filter)
-    report = score(gold, models, bootstrap=bootstrap, seed=seed, compare=compare, examples=examples)
+    if strict:
+        require_judgments(models, gold)
+    report = score(gold, models, bootstrap=bootstrap, seed=seed, compare=compare, examples=examples, protocol=protocol)
     for m in report["models"]:
         c = m["counts"]
         info(
             f"{m['name']}: {c['matched']} matched, {c['missing']} missing, {c['unparseable']} unparseable, "
+            f"{c['outside_labels']} outside their dataset's labels, "
             f"{c['duplicate']} duplicate, {c['unknown_id']} unknown ids, {c['invalid']} invalid lines"
         )
         if m["judgments"]:
@@ -169,8 +180,12 @@ def main(
             )
         for problem in m["problems"][:5]:
             info(f"  {problem}")
+        if subset and c["unknown_id"]:
+            info(f"{m['name']}: {c['unknown_id']} predictions for ids outside the truth left out (--subset)")
     if fmt == "json":
         payload = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+    elif fmt == "md":
+        payload = to_markdown(report, notes=notes).encode()
     else:
         payload = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "delta": to_delta, "intensity": to_intensity}[
             fmt
@@ -179,7 +194,7 @@ def main(
         out.write(payload)
     if plot:
         try:
-            info(f"heatmap: {plot_heatmap(report, plot)}")
+            info(f"heatmap: {plot_heatmap(report, plot, notes)}")
         except ImportError as exc:
             raise InputError("--plot", f"needs matplotlib ({exc}); pip install 'hba[score]'") from None
 

@@ -58,7 +58,8 @@ def _options(func: Any) -> Any:
     func = click.option("--exclude", multiple=True, help="leave this dataset out (repeatable)")(func)
     func = click.option("--datasets", multiple=True, help="only these datasets (repeatable or comma-separated)")(func)
     func = click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="run directory")(func)
-    func = click.argument("samples", type=click.Path(exists=True, dir_okay=False))(func)
+    # Any sample source: JSONL, a Parquet shard, a quoted glob of shards or a release folder (hba_core.sources).
+    func = click.argument("samples", type=click.Path())(func)
     return func
 
 
@@ -71,6 +72,9 @@ def _run(
     exclude: tuple[str, ...],
     **flags: Any,
 ) -> None:
+    from hba_core.extras import require
+
+    require(f"hba-sft {stage}", "train")
     from hba_core.errors import InputError
     from hba_core.model.train import SftOptions, run_sft
 

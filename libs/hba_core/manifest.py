@@ -19,42 +19,13 @@ import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from hba_core.jsonl import atomic_output
+from hba_core.versions import package_versions
 
-PACKAGES = (
-    "hba",
-    "torch",
-    "torchvision",
-    "transformers",
-    "peft",
-    "deepspeed",
-    "accelerate",
-    "openai",
-    "numpy",
-    "scikit-learn",
-    "zarr",
-    "opensmile",
-    "mediapipe",
-    "openai-whisper",
-    "av",
-    "vllm",
-)
 CHUNK = 1 << 20
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """Installed versions of ``names``; packages that are not installed are left out."""
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def git_revision(cwd: str | Path = ".") -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ PosixPath('/data/cremad/1001_DFA_ANG_XX.wav')
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hba_core.errors import MediaError
+from hba_core.sources import cell_label, check_cell_ref, is_cell_ref, read_cell
 
 SAMPLE_RATE = 16_000
 
@@ -25,8 +27,12 @@ def resolve_media(root: str | os.PathLike[str], relative: str, *, allow_outside:
     """Join a sample's media path to the data root, refusing paths that escape it.
 
     Absolute paths and ``..`` that leave ``root`` (also through symlinks) raise :class:`MediaError`
-    unless ``allow_outside`` is set - sample files come from other people.
+    unless ``allow_outside`` is set - sample files come from other people. A Parquet cell reference
+    (``parquet://...``, :mod:`hba_core.sources`) is checked the same way (its shard read as samples here,
+    or under ``root``) and returned unchanged: the decoders here read its bytes from the shard.
     """
+    if is_cell_ref(relative):
+        return check_cell_ref(relative, root, allow_outside=allow_outside)  # type: ignore[return-value]
     root_path = Path(root)
     candidate = Path(relative)
     if candidate.is_absolute():
@@ -50,15 +56,139 @@ def resolve_media(root: str | os.PathLike[str], relative: str, *, allow_outside:
     return joined
 
 
-def _open(path: Path):
+# Demuxers that read only the bytes they are given. Playlists (HLS), concat lists, image sequences and the like
+# make FFmpeg open further files named inside them - possibly outside the data root - so they are not listed.
+# Names are FFmpeg demuxer names (``mov`` covers mp4/m4a/3gp, ``matroska`` covers webm).
+ALLOWED_CONTAINERS: tuple[str, ...] = ("mov", "mp4", "matroska", "webm", "wav", "flac", "mp3", "ogg", "avi", "flv")
+_CONTAINER_OPTIONS = {"format_whitelist": ",".join(ALLOWED_CONTAINERS), "protocol_whitelist": "file"}
+_REFERENCING_HEADS = {
+    b"#EXTM3U": "an HLS playlist",
+    b"ffconcat": "an FFmpeg concat list",
+}
+
+
+def open_media(path: str | os.PathLike[str] | bytes):  # noqa: ANN201 - av.container.InputContainer
+    """Open a media file for decoding, confined to the file itself: the only way hba opens media.
+
+    Only the demuxers in :data:`ALLOWED_CONTAINERS` and FFmpeg's ``file`` protocol are allowed, so a
+    playlist or concat list inside the data root cannot make the decoder read files outside it (a
+    path check alone does not stop that). Anything else raises :class:`MediaError` with the reason.
+
+    ``path`` may also be the media's bytes, or a Parquet cell reference (:mod:`hba_core.sources`) whose
+    bytes are read from the shard: PyAV decodes them from memory under the same allow-list.
+    """
     import av
 
-    if not path.exists():
-        raise MediaError(str(path), "media file not found")
+    if isinstance(path, bytes | bytearray) or is_cell_ref(path):
+        name = "<bytes>" if isinstance(path, bytes | bytearray) else cell_label(str(path))
+        return _open_bytes(name, bytes(path) if isinstance(path, bytes | bytearray) else read_cell(str(path)))
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(_name(p), "media file not found")
+    if p.is_dir():
+        raise MediaError(_name(p), "is a directory, not a media file")
     try:
-        return av.open(str(path))
+        container = av.open(str(p), container_options=_CONTAINER_OPTIONS)
     except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(str(path), f"cannot open media ({exc})") from None
+        raise MediaError(_name(p), _refusal(p, exc)) from None
+    if not set(container.format.name.split(",")) & set(ALLOWED_CONTAINERS):  # belt and braces
+        container.close()
+        raise MediaError(_name(p), f"container {container.format.name!r} is not allowed; {_allowed_text()}")
+    if container.format.name == "wav":
+        try:
+            _check_wav_size(p)
+        except MediaError:
+            container.close()
+            raise
+    return container
+
+
+def _open_bytes(name: str, data: bytes):  # -> av.container.InputContainer
+    """``open_media`` for bytes in memory: the same demuxer allow-list, the same refusals."""
+    import av
+
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    for magic, kind in _REFERENCING_HEADS.items():
+        if head.startswith(magic):
+            raise MediaError(name, f"{kind}, which makes the decoder read the files it names: refused")
+    try:
+        container = av.open(io.BytesIO(data), container_options=_CONTAINER_OPTIONS)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(
+            name, f"cannot open media: not readable in an allowed container ({exc}); {_allowed_text()}"
+        ) from None
+    if not set(container.format.name.split(",")) & set(ALLOWED_CONTAINERS):
+        container.close()
+        raise MediaError(name, f"container {container.format.name!r} is not allowed; {_allowed_text()}")
+    if container.format.name == "wav":
+        try:
+            _check_wav_stream(name, io.BytesIO(data), len(data))
+        except MediaError:
+            container.close()
+            raise
+    return container
+
+
+def _media_source(path: str | os.PathLike[str] | bytes) -> Path | str | bytes:
+    """What the decoders hand to :func:`open_media`: a Path, or a cell reference / bytes kept as they are."""
+    if isinstance(path, bytes | bytearray):
+        return bytes(path)
+    return str(path) if is_cell_ref(path) else Path(path)
+
+
+def _name(p: Path | str | bytes) -> str:
+    """How messages name media: the path, ``shard.parquet:<row> <column>[i]`` for a cell, or ``<bytes>``."""
+    if isinstance(p, bytes | bytearray):
+        return "<bytes>"
+    return cell_label(p) if is_cell_ref(p) else str(p)
+
+
+def _allowed_text() -> str:
+    return "allowed: mp4/mov, mkv/webm, wav, flac, mp3, ogg, avi, flv"
+
+
+def _refusal(p: Path, exc: Exception) -> str:
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        head = b""
+    for magic, kind in _REFERENCING_HEADS.items():
+        if head.startswith(magic):
+            return f"{kind}, which makes the decoder read the files it names (maybe outside the data root): refused"
+    return f"cannot open media: not a readable file in an allowed container ({exc}); {_allowed_text()}"
+
+
+def _check_wav_size(p: Path) -> None:
+    """A WAV whose ``data`` chunk states more bytes than the file holds was cut off (FFmpeg silently
+    shortens its duration to the file size, so the decoded-vs-stated check below cannot see it)."""
+    with open(p, "rb") as fh:
+        _check_wav_stream(str(p), fh, p.stat().st_size)
+
+
+def _check_wav_stream(name: str, fh, size: int) -> None:  # noqa: ANN001 - a seekable binary stream
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    offset = 12
+    while offset + 8 <= size:
+        fh.seek(offset)
+        chunk = fh.read(8)
+        stated = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            held = size - offset - 8
+            if stated not in (0, 0xFFFFFFFF) and held < stated:  # 0 / max: streamed WAV, size unknown
+                raise MediaError(name, f"truncated: its header states {stated} bytes of audio, the file holds {held}")
+            return
+        offset += 8 + stated + (stated & 1)
+
+
+def _short_decode(p: Path | str | bytes, decoded_s: float, stated_s: float) -> None:
+    """Raise when far less was decoded than the header promises: a truncated file must not pass as a short clip."""
+    if stated_s > 0 and decoded_s < 0.9 * stated_s - 0.1:
+        raise MediaError(
+            _name(p), f"truncated or corrupt: decoded {decoded_s:.2f} s of the {stated_s:.2f} s its header states"
+        )
 
 
 def decode_audio(
@@ -71,10 +201,10 @@ def decode_audio(
     """
     import av
 
-    p = Path(path)
-    with _open(p) as container:
+    p = _media_source(path)
+    with open_media(p) as container:
         if not container.streams.audio:
-            raise MediaError(str(p), "no audio stream")
+            raise MediaError(_name(p), "no audio stream")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
@@ -90,9 +220,12 @@ def decode_audio(
                     break
             else:
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += chunk.size
+                _short_decode(p, total / sample_rate, _duration_seconds(container, stream))
         except av.error.FFmpegError as exc:
-            raise MediaError(str(p), f"audio decode failed ({exc})") from None
+            raise MediaError(_name(p), f"audio decode failed ({exc})") from None
     audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     return audio if limit is None else audio[:limit]
 
@@ -116,10 +249,10 @@ def sample_video_frames(
 
     if fps <= 0:
         raise ValueError("fps must be positive")
-    p = Path(path)
-    with _open(p) as container:
+    p = _media_source(path)
+    with open_media(p) as container:
         if not container.streams.video:
-            raise MediaError(str(p), "no video stream")
+            raise MediaError(_name(p), "no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         base_fps = float(stream.average_rate or stream.guessed_rate or 25)
@@ -152,10 +285,13 @@ def sample_video_frames(
                     stamps.append(float(wanted[next_i]))
                     next_i += 1
                 previous = current
+            else:  # the stream ended before the last wanted instant: was all of it there?
+                if previous[0] is not None:
+                    _short_decode(p, t + 1.0 / base_fps, duration)
         except av.error.FFmpegError as exc:
-            raise MediaError(str(p), f"video decode failed ({exc})") from None
+            raise MediaError(_name(p), f"video decode failed ({exc})") from None
     if not frames:
-        raise MediaError(str(p), "no decodable video frames")
+        raise MediaError(_name(p), "no decodable video frames")
     return VideoFrames(np.stack(frames), np.asarray(stamps), base_fps)
 
 
@@ -180,9 +316,9 @@ def _duration_seconds(container, stream) -> float:  # noqa: ANN001
 
 def media_duration(path: str | os.PathLike[str]) -> float:
     """Duration in seconds from the container header (no decoding)."""
-    p = Path(path)
-    with _open(p) as container:
+    p = _media_source(path)
+    with open_media(p) as container:
         streams = list(container.streams.video) + list(container.streams.audio)
         if not streams:
-            raise MediaError(str(p), "no audio or video stream")
+            raise MediaError(_name(p), "no audio or video stream")
         return max(_duration_seconds(container, s) for s in streams)

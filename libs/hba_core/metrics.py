@@ -112,6 +112,27 @@ def mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
 
 
+def reference_mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
+    """The reference code's emotion metric (``helper_emo.py``): as :func:`mean_weighted_accuracy`, except that
+    a class with no negatives (one gold class only) scores ``0.5 TP/P`` (its ``TN/N`` is taken as 0).
+
+    >>> float(reference_mean_weighted_accuracy(confusion(np.array([0, 0]), np.array([0, 0]), 2)))
+    0.5
+    """
+    tp, support, predicted, n = _parts(cm)
+    negatives = n[..., None] - support
+    tn = negatives - predicted + tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = tp / np.where(support > 0, support, 1.0)
+        specificity = np.where(negatives > 0, tn / np.where(negatives > 0, negatives, 1.0), 0.0)
+    wa = np.where(support > 0, 0.5 * recall + 0.5 * specificity, np.nan)
+    present = ~np.isnan(wa)
+    count = present.sum(axis=-1)
+    total = np.where(present, wa, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
 def accuracy(cm: np.ndarray) -> np.ndarray:
     """Share of samples on the diagonal (a *no label* prediction is wrong); ``nan`` when N = 0.
 
@@ -132,6 +153,7 @@ METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mean_weighted_accuracy": mean_weighted_accuracy,
     "judge_accuracy": judge_accuracy,
     "accuracy": accuracy,
+    "reference_mean_weighted_accuracy": reference_mean_weighted_accuracy,  # hba-score --protocol reference
 }
 
 

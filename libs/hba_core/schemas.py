@@ -15,7 +15,6 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from hba_core.errors import UnknownNameError
-from hba_core.jsonl import LineError, PathLike, display_name, iter_jsonl
 
 
 def kinds() -> list[str]:
@@ -40,14 +39,3 @@ def errors(obj: Any, kind: str) -> list[str]:
     """Every problem of ``obj`` against schema ``kind``, as 'path: message' strings (empty if valid)."""
     found = sorted(validator(kind).iter_errors(obj), key=lambda e: list(e.absolute_path))
     return [f"{e.json_path}: {e.message}" for e in found]
-
-
-def validate_file(path: PathLike, kind: str) -> tuple[int, list[LineError]]:
-    """Check every line of a JSONL file; return (lines read, all problems by line)."""
-    problems: list[LineError] = []
-    count = 0
-    for line, obj in iter_jsonl(path, problems):
-        count += 1
-        problems.extend(LineError(display_name(path), line, message) for message in errors(obj, kind))
-    problems.sort(key=lambda p: p.line)
-    return count, problems

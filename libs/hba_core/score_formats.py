@@ -6,7 +6,7 @@ Per column the best value is bold and, with three or more models, the second bes
 
 >>> report = {"models": [{"name": "m", "datasets": {"mmsd": {"value": 0.5}}, "tasks": {"SAR": {"value": 0.5}}}]}
 >>> print(to_markdown(report).splitlines()[0])
-| Model | SAR |
+| Model | SAR · MUStARD |
 """
 
 from __future__ import annotations
@@ -46,51 +46,177 @@ def ranks(values: list[float | None], higher_is_better: bool = True) -> list[int
     return [None if v is None else distinct.index(v) for v in values]
 
 
-def _marked(values: list[float | None], bold: tuple[str, str], underline: tuple[str, str]) -> list[str]:
+def _floor(entry: dict[str, Any]) -> bool:
+    """A dataset score where nothing was answered: the value is the metric's floor (EMO .500), not a score."""
+    return entry.get("answered") == 0 and entry.get("value") is not None and bool(entry.get("samples"))
+
+
+def _plus_minus(entry: dict[str, Any]) -> str:
+    ci = entry.get("ci")
+    return "" if not ci else f" ± {fmt((ci[1] - ci[0]) / 2)}"
+
+
+def _empty(entry: dict[str, Any], free_text: bool) -> str:
+    """Why a cell has no value: the model has no samples there, a free-text task was not judged, or undefined."""
+    if not entry:
+        return "– (no samples)"
+    if free_text and "answered" not in entry:
+        return "– (not judged)"
+    return "–"
+
+
+def _marked(
+    entries: list[dict[str, Any]],
+    bold: tuple[str, str],
+    underline: tuple[str, str],
+    intervals: bool = False,
+    counts: bool = False,
+    free_text: bool = False,
+) -> list[str]:
+    """Cells of one column: best bold, 2nd underlined (3+ models); ``±`` half-width of the interval when asked;
+    a floor shown as ``– (0/N answered)`` and left out of the ranking. ``counts``: each value followed by
+    ``(answered/samples)`` and each empty cell by why it is empty (see :func:`_empty`)."""
+    values = [None if _floor(e) else e.get("value") for e in entries]
     out = []
-    for v, r in zip(values, ranks([None if v is None else round(v, 3) for v in values])):
+    for e, v, r in zip(entries, values, ranks([None if v is None else round(v, 3) for v in values])):
+        if _floor(e):
+            out.append(f"– (0/{e['samples']} answered)")
+            continue
+        if v is None and counts:
+            out.append(_empty(e, free_text))
+            continue
         text = fmt(v)
         if r == 0 and len(values) > 1:
             text = f"{bold[0]}{text}{bold[1]}"
         elif r == 1 and len(values) > 2:
             text = f"{underline[0]}{text}{underline[1]}"
+        text += _plus_minus(e) if intervals and v is not None else ""
+        if counts and v is not None and e.get("samples") and "answered" in e:
+            text += f" ({e['answered']}/{e['samples']})"
         out.append(text)
     return out
 
 
-def _grid(report: dict[str, Any], bold: tuple[str, str], underline: tuple[str, str]) -> list[list[str]]:
+def _grid(
+    report: dict[str, Any],
+    bold: tuple[str, str],
+    underline: tuple[str, str],
+    intervals: bool = False,
+    counts: bool = False,
+) -> list[list[str]]:
     """Rows of marked cells: one per model, one column per dataset in :func:`columns` order."""
     models = report["models"]
     cols = [name for _, names in columns(report) for name in names]
-    per_column = []
-    for name in cols:
-        values = [m["datasets"].get(name, {}).get("value") for m in models]
-        per_column.append(_marked(values, bold, underline))
+    per_column = [
+        _marked(
+            [m["datasets"].get(n, {}) for m in models],
+            bold,
+            underline,
+            intervals,
+            counts,
+            registry.dataset(n).is_free_text,
+        )
+        for n in cols
+    ]
     return [[per_column[c][r] for c in range(len(cols))] for r in range(len(models))]
 
 
-def _task_grid(report: dict[str, Any], bold: tuple[str, str], underline: tuple[str, str]) -> list[list[str]]:
+def _task_grid(
+    report: dict[str, Any],
+    bold: tuple[str, str],
+    underline: tuple[str, str],
+    intervals: bool = False,
+    counts: bool = False,
+) -> list[list[str]]:
     codes = [code for code, _ in columns(report)]
+    tasks = registry.get().tasks
     per_column = [
-        _marked([m["tasks"].get(c, {}).get("value") for m in report["models"]], bold, underline) for c in codes
+        _marked(
+            [m["tasks"].get(c, {}) for m in report["models"]], bold, underline, intervals, counts, tasks[c].is_free_text
+        )
+        for c in codes
     ]
     return [[per_column[c][r] for c in range(len(codes))] for r in range(len(report["models"]))]
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    """Table 4 (task columns, dataset sub-columns as the first row) and the task means (Figure 2's numbers)."""
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _legend(report: dict[str, Any]) -> list[str]:
+    """What a reader needs to read the tables: the metric of each task, the cell format, what each "–" means."""
+    by_metric: dict[str, list[str]] = {}
+    tasks = registry.get().tasks
+    for code, _ in columns(report):
+        by_metric.setdefault(tasks[code].metric.name, []).append(code)
+    lines = ["", "Legend:"]
+    for metric, codes in by_metric.items():
+        m = tasks[codes[0]].metric
+        lines.append(f"- {', '.join(codes)}: {metric.replace('_', ' ')}. {m.description}")
+    lines += [
+        "- A cell is `score (answered/samples)`: answered = predictions that named a label the metric counts"
+        " (free-text tasks: samples judged TRUE or FALSE). Best per column in bold, second underlined.",
+        "- `– (not judged)`: a free-text task without hba-judge judgments (pass --judgments);"
+        " `– (no samples)`: the model has no score there; `– (0/N answered)`: nothing was answered,"
+        " so the metric's floor is not shown as a score; `–` alone: the metric is undefined.",
+    ]
+    return lines
+
+
+def to_markdown(report: dict[str, Any], notes: tuple[str, ...] | list[str] = ()) -> str:
+    """Per-dataset table (task and dataset in each column header), the task means (Figure 2's numbers), a legend.
+
+    ``notes`` are shown first as quoted lines (e.g. that the models are tiny random fixtures); every
+    table's header row is followed directly by its ``| --- |`` separator, so it renders as a header.
+    """
     cols = columns(report)
     bold, underline = ("**", "**"), ("<u>", "</u>")
-    header = ["Model"] + [code if i == 0 else "" for code, names in cols for i in range(len(names))]
-    sub = [""] + [registry.dataset(n).title for _, names in cols for n in names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(sub) + " |"]
-    for model, cells in zip(report["models"], _grid(report, bold, underline)):
-        lines.append("| " + " | ".join([model["name"], *cells]) + " |")
+    intervals = bool(report.get("bootstrap"))
+    lines = [line for note in notes for line in (f"> **Note:** {note}", "")]
+    header = ["Model"] + [
+        f"{code} · {registry.dataset(n).title.removesuffix(f' ({code})')}" for code, names in cols for n in names
+    ]
+    lines += [_row(header), _row(["---"] * len(header))]
+    for model, cells in zip(report["models"], _grid(report, bold, underline, intervals, counts=True)):
+        lines.append(_row([model["name"], *cells]))
     codes = [code for code, _ in cols]
-    lines += ["", "| Model | " + " | ".join(codes) + " |", "|" + "---|" * (len(codes) + 1)]
-    for model, cells in zip(report["models"], _task_grid(report, bold, underline)):
-        lines.append("| " + " | ".join([model["name"], *cells]) + " |")
+    lines += ["", "Mean per task:", "", _row(["Model", *codes]), _row(["---"] * (len(codes) + 1))]
+    for model, cells in zip(report["models"], _task_grid(report, bold, underline, intervals, counts=True)):
+        lines.append(_row([model["name"], *cells]))
+    if intervals:
+        b = report["bootstrap"]
+        lines += ["", f"± half-width of the {b['confidence']:.0%} bootstrap interval ({b['replicates']} replicates)."]
+    lines += _legend(report)
+    lines += _comparisons_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _comparisons_markdown(report: dict[str, Any]) -> list[str]:
+    """The paired tests, one table per comparison: Δ = A − B, its 95% interval and the two-sided p-value."""
+    lines: list[str] = []
+    for comp in report.get("comparisons") or []:
+        lines += [
+            "",
+            f"Paired bootstrap, {comp['a']} − {comp['b']} ({comp['replicates']} replicates, same resampled samples):",
+            "",
+            "| Task | Dataset | Δ | 95% CI | p |",
+            "|---|---|---|---|---|",
+        ]
+
+        def row(task: str, dataset: str, d: dict[str, Any]) -> str:
+            delta = "–" if d.get("delta") is None else f"{d['delta']:+.3f}"
+            ci = d.get("ci")
+            interval = "–" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            p = "–" if d.get("p_value") is None else f"{d['p_value']:.3f}"
+            return f"| {task} | {dataset} | {delta} | {interval} | {p} |"
+
+        for code, names in columns(report):
+            for name in names:
+                if name in comp["datasets"]:
+                    lines.append(row(code, registry.dataset(name).title, comp["datasets"][name]))
+            if code in comp["tasks"] and len(names) > 1:
+                lines.append(row(code, "mean", comp["tasks"][code]))
+    return lines
 
 
 def to_delta(report: dict[str, Any]) -> str:
@@ -144,7 +270,7 @@ def to_intensity(report: dict[str, Any]) -> str:
         cols += [(name, f"f1w{k}"), (name, f"acc{k}")]
         header += [f"{registry.dataset(name).title} {k}-class F1", f"{registry.dataset(name).title} {k}-class Acc"]
     values = [[m["datasets"].get(n, {}).get("intensity", {}).get(key) for n, key in cols] for m in report["models"]]
-    marked = [_marked([row[c] for row in values], ("**", "**"), ("<u>", "</u>")) for c in range(len(cols))]
+    marked = [_marked([{"value": row[c]} for row in values], ("**", "**"), ("<u>", "</u>")) for c in range(len(cols))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r, model in enumerate(report["models"]):
         lines.append("| " + " | ".join([model["name"], *(marked[c][r] for c in range(len(cols)))]) + " |")
@@ -187,47 +313,62 @@ def to_latex(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_heatmap(report: dict[str, Any], path: str | Path) -> Path:
-    """Models x tasks heatmap of the task means (Figure 2): per task, best dark green -> yellow -> worst dark red."""
+def plot_heatmap(report: dict[str, Any], path: str | Path, notes: tuple[str, ...] | list[str] = ()) -> Path:
+    """Draw :func:`heatmap_figure` to a PNG (written atomically); returns the path."""
+    fig = heatmap_figure(report, notes)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    with atomic_output(path) as stream:
+        fig.savefig(stream, format="png", dpi=150)
+    plt.close(fig)
+    return Path(path)
+
+
+def heatmap_figure(report: dict[str, Any], notes: tuple[str, ...] | list[str] = ()) -> Any:
+    """Models x tasks heatmap of the task means (Figure 2) on an absolute 0-1 colour scale with a colour bar.
+
+    Colour is the score itself (so one model alone still reads), never a rank within the task; a cell
+    without a score (not judged, no samples, nothing answered) is a grey hatched patch, never a colour of
+    the scale. ``notes`` go under the title (e.g. that the models are tiny random fixtures).
+    """
     import matplotlib  # only needed for --plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Rectangle
 
     codes = [code for code, _ in columns(report)]
     names = [m["name"] for m in report["models"]]
+    entries = [[m["tasks"].get(c, {}) for c in codes] for m in report["models"]]
     values = np.array(
-        [
-            [np.nan if m["tasks"][c]["value"] is None else m["tasks"][c]["value"] for c in codes]
-            for m in report["models"]
-        ],
-        dtype=float,
+        [[np.nan if _floor(e) or e.get("value") is None else e["value"] for e in row] for row in entries], dtype=float
     )
-    shade = np.full_like(values, np.nan)
-    for j in range(len(codes)):  # colour by rank within a task, as the figure compares models per task
-        col = values[:, j]
-        low, high = np.nanmin(col) if np.isfinite(col).any() else 0, np.nanmax(col) if np.isfinite(col).any() else 0
-        shade[:, j] = 0.5 if high == low else (col - low) / (high - low)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(codes), 0.8 + 0.5 * len(names)))
-    ax.imshow(np.ma.masked_invalid(shade), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    fig, ax = plt.subplots(figsize=(3.0 + 0.9 * len(codes), 1.8 + 0.5 * len(names) + 0.2 * len(notes)))
+    cmap = plt.get_cmap("viridis").with_extremes(bad=(0, 0, 0, 0))  # missing: transparent, the patch shows
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label("score (0-1)")
     ax.set_xticks(range(len(codes)), codes)
     ax.set_yticks(range(len(names)), names)
+    tasks = registry.get().tasks
     for i in range(len(names)):
         for j in range(len(codes)):
-            dark = not np.isnan(shade[i, j]) and abs(shade[i, j] - 0.5) > 0.3
-            ax.text(
-                j,
-                i,
-                fmt(None if np.isnan(values[i, j]) else float(values[i, j])),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if dark else "black",
-            )
-    ax.set_title("Mean score per task")
+            v = values[i, j]
+            if np.isnan(v):
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.6", hatch="///", lw=0, gid="missing"
+                    )
+                )
+                label = _empty(entries[i][j], tasks[codes[j]].is_free_text).removeprefix("– ").strip("()")
+                text, color = label or "undefined", "0.25"
+                if _floor(entries[i][j]):
+                    text = f"0/{entries[i][j]['samples']}\nanswered"
+            else:
+                text, color = fmt(float(v)), "white" if v < 0.55 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    title = "Mean score per task\ncolour: the score on an absolute 0-1 scale; grey hatched: no score"
+    ax.set_title("\n".join([title, *notes]), fontsize=9)
     fig.tight_layout()
-    with atomic_output(path) as stream:
-        fig.savefig(stream, format="png", dpi=150)
-    plt.close(fig)
-    return Path(path)
+    return fig

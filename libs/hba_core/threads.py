@@ -33,9 +33,17 @@ def available_cores() -> int:
 
 
 def local_processes(environ: Mapping[str, str] | None = None) -> int:
-    """Processes of this job on this machine: torchrun's and deepspeed's LOCAL_WORLD_SIZE, else 1."""
+    """Processes of this job on this machine: torchrun's LOCAL_WORLD_SIZE, else deepspeed's LOCAL_SIZE, else 1.
+
+    >>> local_processes({"LOCAL_SIZE": "4"}), local_processes({})
+    (4, 1)
+    """
     environ = os.environ if environ is None else environ
-    return max(1, int(environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    for name in ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"):
+        value = environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
 
 
 def cpu_threads(

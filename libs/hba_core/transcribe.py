@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from hba_core.errors import HbaError, MediaError
-from hba_core.jsonl import PathLike, ResumableWriter, iter_jsonl, write_jsonl
+from hba_core.errors import HbaError, InputError, MediaError
+from hba_core.jsonl import PathLike, ResumableWriter, display_name, iter_jsonl, output_lock, write_jsonl
 from hba_core.media import SAMPLE_RATE, decode_audio, resolve_media
 from hba_core.prompts import split_problem, with_transcript
+from hba_core.sample_checks import sample_problem, where_of
 from hba_core.samples import iter_samples
 
 WINDOW_SECONDS = 30  # whisper's input window
@@ -43,6 +44,7 @@ class TranscribeSummary:
     media_transcribed: int = 0  # media decoded by whisper in this run
     media_cached: int = 0  # media whose transcript came from the cache
     errors: list[tuple[str, str]] = field(default_factory=list)  # (media key, reason); their samples pass through
+    bad_rows: list[str] = field(default_factory=list)  # "file:line (id): reason": passed through untouched
 
 
 def needs_transcript(sample: dict[str, Any]) -> bool:
@@ -126,12 +128,50 @@ def transcribe_samples(
     ``cache`` (default ``<out>.transcripts.jsonl``) keeps one line per transcribed media file and
     model; a re-run reuses it, so a killed run resumes where it stopped.
     """
+    with output_lock(out):  # two runs on one --out would replace each other's file
+        return _transcribe_locked(samples, root, out, model, device, batch_size, language, force, cache, progress)
+
+
+def _read_rows(samples: PathLike, summary: TranscribeSummary) -> tuple[list[dict[str, Any]], set[int]]:
+    """Every row in order, and the positions of the rows that cannot be transcribed (reported, passed through).
+
+    A repeated id is an error: the output would hold two samples under one id.
+    """
+    rows, bad, first_line = [], set(), {}
+    name = display_name(samples)
+    for line, sample in iter_samples(samples, media=True):
+        if sample["id"] in first_line:
+            raise InputError(
+                f"{name}:{line}",
+                f"id {sample['id']!r} already used on line {first_line[sample['id']]}; ids must be unique",
+            )
+        first_line[sample["id"]] = line
+        problem = sample_problem(sample)
+        if problem is not None:  # no prompt to put a transcript into, or media that are not a list of paths
+            summary.bad_rows.append(f"{where_of(name, line, sample)}: {problem}")
+            bad.add(len(rows))
+        rows.append(sample)
+    return rows, bad
+
+
+def _transcribe_locked(
+    samples: PathLike,
+    root: PathLike,
+    out: PathLike,
+    model: str,
+    device: str | None,
+    batch_size: int,
+    language: str | None,
+    force: bool,
+    cache: PathLike | None,
+    progress: Callable[[int, int], None] | None,
+) -> TranscribeSummary:
     summary = TranscribeSummary()
-    rows = [sample for _, sample in iter_samples(samples)]
+    rows, bad = _read_rows(samples, summary)
     label = model_label(model)
     todo_keys: dict[str, None] = {}
-    for sample in rows:
-        if force or needs_transcript(sample):
+    for i, sample in enumerate(rows):
+        if i not in bad and (force or needs_transcript(sample)):
             media = media_of(sample)
             if media is not None:
                 todo_keys[media] = None
@@ -166,15 +206,23 @@ def transcribe_samples(
                 summary.media_transcribed += len(keys)
             if progress:
                 progress(min(start + batch_size, len(pending)), len(pending))
-    write_jsonl(out, _updated(rows, found, label, force, summary))
+    write_jsonl(out, _updated(rows, bad, found, label, force, summary))
     return summary
 
 
 def _updated(
-    rows: list[dict[str, Any]], found: dict[str, tuple[str, str]], label: str, force: bool, summary: TranscribeSummary
+    rows: list[dict[str, Any]],
+    bad: set[int],
+    found: dict[str, tuple[str, str]],
+    label: str,
+    force: bool,
+    summary: TranscribeSummary,
 ) -> Any:
-    for sample in rows:
+    for i, sample in enumerate(rows):
         summary.samples += 1
+        if i in bad:  # listed in summary.bad_rows
+            yield sample
+            continue
         media = media_of(sample)
         if not (force or needs_transcript(sample)):
             summary.had_transcript += 1

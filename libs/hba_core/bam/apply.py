@@ -42,7 +42,10 @@ def load_bam(folder: str | Path) -> LoadedBam:
     lm_head = state.get("lm_head.weight")
     hidden = int((lm_head if lm_head is not None else state["head.weight"]).shape[1])
     settings = meta["settings"]
-    adapters = AdapterSet(meta["feat_dims"], hidden, settings["hidden"], settings["dropout"], settings["alpha_init"])
+    arch = settings.get("arch", "hba")  # sets saved before the reference architecture existed are hba's
+    adapters = AdapterSet(
+        meta["feat_dims"], hidden, settings["hidden"], settings["dropout"], settings["alpha_init"], arch
+    )
     adapters.load_state_dict({k.removeprefix("adapters."): v for k, v in state.items() if k.startswith("adapters.")})
     head = None
     if lm_head is None:
@@ -53,21 +56,33 @@ def load_bam(folder: str | Path) -> LoadedBam:
 
 
 def load_bams(folder: str | Path) -> dict[str, LoadedBam]:
-    """Every BAM set under ``folder`` (a ``bam/`` directory, or one dataset's folder), by dataset."""
+    """Every BAM set under ``folder``, by dataset: hba-bam's ``bam/`` directory or one dataset's folder,
+    or released reference BAM checkpoints (one, or a folder of them; :mod:`hba_core.bam.reference`)."""
+    from hba_core.bam.reference import is_reference_bam, load_reference_bam
+
     root = Path(folder)
     if (root / "bam.json").is_file():
         found = [load_bam(root)]
+    elif is_reference_bam(root):
+        found = [load_reference_bam(root)]
     else:
         found = [load_bam(p.parent) for p in sorted(root.glob("*/bam.json"))]
+        if root.is_dir():
+            found += [load_reference_bam(p) for p in sorted(root.iterdir()) if p.is_dir() and is_reference_bam(p)]
     if not found:
-        raise InputError(str(root), "no BAM sets found (expected <dataset>/bam.json); train them with hba-bam")
+        raise InputError(
+            str(root),
+            "no BAM sets found (expected <dataset>/bam.json from hba-bam, or a reference BAM checkpoint "
+            "with meta.json and model_1.safetensors / pytorch_model_fsdp_1.bin)",
+        )
     return {b.dataset: b for b in found}
 
 
 def _features(bam: LoadedBam, samples: list[dict[str, Any]], store: Any) -> tuple[dict, dict]:
     feats, valid = {}, {}
+    features = bam.meta.get("settings", {}).get("features", "hba")
     for adapter in bam.adapters.streams:
-        found = sample_features(store, samples, adapter)
+        found = sample_features(store, samples, adapter, features)
         feats[adapter] = torch.from_numpy(found.values)
         valid[adapter] = torch.from_numpy(found.valid)
     return feats, valid
@@ -78,6 +93,12 @@ def bam_logits(bam: LoadedBam, pooled: torch.Tensor, samples: list[dict[str, Any
     """Logits (B, n_labels) of the BAM head on pooled h_penult (B, H) plus the adapters' Δh."""
     if bam.head is None:
         raise InputError(bam.dataset, "this BAM set is a free-text (decoder) one: it has no classifier head")
+    if pooled.shape[-1] != bam.head.in_features:
+        raise InputError(
+            bam.dataset,
+            f"this BAM set was trained on a {bam.head.in_features}-wide model, the model given has hidden size "
+            f"{pooled.shape[-1]}; pass the checkpoint the adapters were trained on",
+        )
     feats, valid = _features(bam, samples, store)
     h_adapt = bam.adapters(pooled.float().cpu(), feats, valid)
     return bam.head(h_adapt)

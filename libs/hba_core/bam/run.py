@@ -18,7 +18,6 @@ for every batch (per-token states cannot be cached).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,11 +30,13 @@ import torch
 
 from hba_core import registry
 from hba_core.bam.adapter import AdapterSet
+from hba_core.bam.backbone import LazyBackbone
 from hba_core.bam.cache import PooledCache, cached_vectors, model_fingerprint, sample_key
+from hba_core.bam.data import read_bam_samples
 from hba_core.bam.features import adapter_streams, sample_features
 from hba_core.bam.train import BamSettings, HSource, Split, default_batch_size, train_cls
 from hba_core.errors import HbaError
-from hba_core.samples import MODALITY_TAG, iter_samples
+from hba_core.training.metrics_log import MetricsLog
 
 BAM_DIR = "bam"
 
@@ -55,12 +56,14 @@ class BamJob:
     fps: float = 2.0
     max_frames: int = 32
     batch_size: int = 4  # backbone pass
+    report_to: str = "none"  # none | tensorboard | wandb: every dataset's epochs (also in <out>/metrics.jsonl)
 
 
-def text_only(sample: dict[str, Any]) -> dict[str, Any]:
-    """The sample as the backbone sees it under ``--no-raw-media``: prompt without modality tags, no media."""
-    problem = "\n".join(line for line in MODALITY_TAG.sub("", sample["problem"]).splitlines() if line.strip())
-    return {**sample, "problem": problem, "videos": [], "audios": [], "images": [], "modality_signature": "text"}
+def _key_settings(job: BamJob) -> dict[str, Any]:
+    """The media settings that key the cache (the data root is left out: moving the data keeps the cache)."""
+    key_settings = {**asdict(_media(job)), "no_raw_media": job.no_raw_media}
+    key_settings.pop("data_root")
+    return key_settings
 
 
 def _media(job: BamJob) -> Any:
@@ -70,32 +73,35 @@ def _media(job: BamJob) -> Any:
     return MediaSettings(data_root=job.data_root, fps=job.fps, max_frames=job.max_frames)
 
 
-def _features(store: Any, rows: list[dict[str, Any]], adapter: str, report: dict[str, Any]) -> Any:
+def _features(store: Any, rows: list[dict[str, Any]], adapter: str, report: dict[str, Any], features: str) -> Any:
     """The adapter's features for ``rows``, tallying clips without valid frames and keys missing from the store."""
-    found = sample_features(store, rows, adapter)
+    found = sample_features(store, rows, adapter, features)
     report.setdefault("no_valid_frames", {}).setdefault(adapter, 0)
     report["no_valid_frames"][adapter] += found.no_valid_frames
     report.setdefault("not_in_store", {}).setdefault(adapter, []).extend(found.not_in_store)
+    report.setdefault("no_feature_file", {}).setdefault(adapter, 0)
+    report["no_feature_file"][adapter] += found.no_file
     return found
 
 
 def _backbone_pass(
-    model: Any, processor: Any, samples: list[dict[str, Any]], job: BamJob, failed: list[str]
-) -> tuple[Callable[[list[int]], np.ndarray], dict[str, Any]]:
+    backbone: LazyBackbone, samples: list[dict[str, Any]], job: BamJob, failed: list[str]
+) -> Callable[[list[int]], np.ndarray]:
     """``compute(indices) -> pooled h_penult (n, H)`` of those samples through the frozen backbone (NaN rows
-    for samples whose media failed, their ids appended to ``failed``), and the media settings that key the cache."""
+    for samples whose media failed, their ids appended to ``failed``); the backbone loads at the first call."""
     from hba_core.model.batching import plan_batches
     from hba_core.model.collate import Collator
     from hba_core.model.omnisapiens import pooled_penultimate
 
-    media = _media(job)
-    key_settings = {**asdict(media), "no_raw_media": job.no_raw_media}
-    key_settings.pop("data_root")
-    collate = Collator(processor, media, targets=False)
-    hidden = model.text_config.hidden_size
+    collators: list[Any] = []  # built once, at the first call (it needs the processor)
 
     @torch.no_grad()
     def compute(indices: list[int]) -> np.ndarray:
+        model = backbone.model
+        if not collators:
+            collators.append(Collator(backbone.processor, _media(job), targets=False))
+        collate = collators[0]
+        hidden = model.text_config.hidden_size
         part = [samples[i] for i in indices]
         out = np.full((len(part), hidden), np.nan, np.float32)
         position = {s["id"]: j for j, s in enumerate(part)}
@@ -108,7 +114,7 @@ def _backbone_pass(
                     out[position[sample_id]] = vector
         return out
 
-    return compute, key_settings
+    return compute
 
 
 def _decodable(samples: list[dict[str, Any]], job: BamJob, processor: Any, failed: list[str]) -> list[dict[str, Any]]:
@@ -134,6 +140,7 @@ def _split(
     store: Any,
     adapters: tuple[str, ...],
     summary: dict[str, Any],
+    features: str = "hba",
 ) -> Split:
     """A training split: rows whose h is known (cached matrix) or all rows (uncached: h computed per batch)."""
     from hba_core.model.collate import label_index
@@ -142,33 +149,39 @@ def _split(
     rows = [s for s, keep in zip(samples, ok) if keep]
     feats, valid = {}, {}
     for adapter in adapters:
-        found = _features(store, rows, adapter, summary)
+        found = _features(store, rows, adapter, summary, features)
         feats[adapter] = torch.from_numpy(found.values)
         valid[adapter] = torch.from_numpy(found.valid)
     labels = torch.tensor([label_index(s) for s in rows], dtype=torch.long)
     return Split(torch.from_numpy(h[ok]) if isinstance(h, np.ndarray) else h, feats, valid, labels)
 
 
+def _log_epochs(metrics: MetricsLog, dataset: str, history: list[dict[str, Any]]) -> None:
+    """One metrics line per epoch of ``dataset``; ``step`` counts epochs over the whole run (W&B needs it to grow)."""
+    done = len(metrics.read())
+    for i, epoch in enumerate(history, start=1):
+        metrics.log({"step": done + i, "dataset": dataset, **{f"{dataset}/{k}": v for k, v in epoch.items()}})
+
+
+def _nothing_left(n_train: int) -> str:
+    return f"no training sample left: the media of all {n_train} failed to decode (listed in media_failed)"
+
+
 def save_bam(
     out_dir: Path, dataset: str, adapters: AdapterSet, heads: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
     """``<out>/<dataset>/adapters.safetensors`` (adapters + ``heads`` tensors, e.g. ``head.weight`` or
-    ``lm_head.weight``) + ``bam.json``, written to a temp folder then renamed."""
-    import shutil
-    import tempfile
-
+    ``lm_head.weight``) + ``bam.json``, replaced as a whole (:func:`~hba_core.training.state.atomic_dir`)."""
     from safetensors.torch import save_file
 
+    from hba_core.training.state import atomic_dir
+
     target = out_dir / dataset
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=out_dir))
     state = {f"adapters.{k}": v.contiguous() for k, v in adapters.state_dict().items()}
     state.update({k: v.detach().contiguous() for k, v in heads.items()})
-    save_file(state, str(tmp / "adapters.safetensors"))
-    (tmp / "bam.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with atomic_dir(target) as tmp:
+        save_file(state, str(tmp / "adapters.safetensors"))
+        (tmp / "bam.json").write_text(json.dumps(meta, indent=2) + "\n")
     return target
 
 
@@ -195,14 +208,19 @@ def _train_free_text(
     for split_name, part in rows.items():
         report[f"{split_name}_samples"] = len(part)
         for adapter in adapters_for:
-            found = _features(store, part, adapter, report)
+            found = _features(store, part, adapter, report, job.settings.features)
             for sample, v, ok in zip(part, found.values, found.valid):
                 features.setdefault(sample["id"], {})[adapter] = (v, ok)
+    if not rows["train"]:
+        report["skipped"] = _nothing_left(len(splits.get("train", [])))
+        return
     torch.manual_seed(job.settings.seed)
     hidden = model.text_config.hidden_size
     train_ids = [s["id"] for s in rows["train"]]
     dims = {a: int(features[train_ids[0]][a][0].shape[0]) for a in adapters_for}
-    adapters = AdapterSet(dims, hidden, job.settings.hidden, job.settings.dropout, job.settings.alpha_init)
+    adapters = AdapterSet(
+        dims, hidden, job.settings.hidden, job.settings.dropout, job.settings.alpha_init, job.settings.arch
+    )
     for a, adapter in adapters.adapters.items():
         adapter.fit_normalizer(
             torch.from_numpy(np.stack([features[i][a][0] for i in train_ids])),
@@ -259,23 +277,18 @@ def _train_free_text(
 def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
     """Train every requested dataset's BAM set; return the run summary (also written as summary.json)."""
     from hba_core.descriptors.store import open_store
-    from hba_core.model.checkpoint import load_checkpoint, load_checkpoint_processor
 
     for name in job.datasets:
         registry.dataset(name)
-    model, config = load_checkpoint(job.checkpoint)
-    processor = load_checkpoint_processor(job.checkpoint, config)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    backbone = LazyBackbone(job.checkpoint)  # loaded at the first pooled vector the cache lacks
     store = open_store(job.store)
     out_dir = Path(job.out) if job.out else Path(job.checkpoint) / BAM_DIR
     cache_dir = out_dir / ".cache" if job.cache_dir is None else (Path(job.cache_dir) if job.cache_dir else None)
     cache = PooledCache(cache_dir, model_fingerprint(job.checkpoint)) if cache_dir else None
-    by_dataset: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for _, sample in iter_samples(job.samples):
-        if sample.get("dataset") in job.datasets and sample.get("split") in ("train", "val"):
-            row = text_only(sample) if job.no_raw_media else sample
-            by_dataset.setdefault(sample["dataset"], {}).setdefault(sample["split"], []).append(row)
+    key_settings = _key_settings(job)
+    by_dataset = read_bam_samples(job.samples, job.datasets, no_raw_media=job.no_raw_media)
+    metrics = MetricsLog(out_dir / "metrics.jsonl", report_to=job.report_to, project="hba-bam")
+    metrics.start(resume_step=None)
     summary: dict[str, Any] = {"checkpoint": str(job.checkpoint), "store": str(job.store), "datasets": {}}
     for name in job.datasets:
         ds = registry.dataset(name)
@@ -292,8 +305,14 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
             continue
         start = time.perf_counter()
         if ds.is_free_text:
-            _train_free_text(model, processor, store, name, splits, adapters_for, job, out_dir, report)
-            print(f"bam: {name}: best epoch {report['best_epoch']} (decoder path) -> {report['saved']}", file=log)
+            _train_free_text(
+                backbone.model, backbone.processor, store, name, splits, adapters_for, job, out_dir, report
+            )
+            if "skipped" in report:
+                print(f"bam: {name}: skipped - {report['skipped']}", file=log)
+            else:
+                print(f"bam: {name}: best epoch {report['best_epoch']} (decoder path) -> {report['saved']}", file=log)
+                _log_epochs(metrics, name, report["history"])
             continue
         parts = {}
         report.update({"backbone_passes": 0, "media_failed": []})
@@ -301,34 +320,45 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
             rows = splits.get(split_name, [])
             report[f"{split_name}_samples"] = len(rows)
             if cache is None:  # the reference's way: the frozen backbone runs again for every batch of every epoch
-                rows = _decodable(rows, job, processor, report["media_failed"])
-                compute, _ = _backbone_pass(model, processor, rows, job, report["media_failed"])
+                rows = _decodable(rows, job, backbone.processor, report["media_failed"])
+                compute = _backbone_pass(backbone, rows, job, report["media_failed"])
                 counter = report
 
                 def source(index: torch.Tensor, compute: Any = compute, counter: dict = counter) -> torch.Tensor:
                     counter["backbone_passes"] += int(index.numel())
                     return torch.from_numpy(compute(index.tolist()))
 
-                parts[split_name] = _split(rows, source, store, adapters_for, report)
+                parts[split_name] = _split(rows, source, store, adapters_for, report, job.settings.features)
                 continue
-            compute, key_settings = _backbone_pass(model, processor, rows, job, report["media_failed"])
+            compute = _backbone_pass(backbone, rows, job, report["media_failed"])
             keys = [sample_key(s, key_settings) for s in rows]
             h, computed = (
-                cached_vectors(cache, keys, compute)
-                if rows
-                else (np.zeros((0, model.text_config.hidden_size), np.float32), 0)
+                cached_vectors(cache, keys, compute) if rows else (np.zeros((0, backbone.hidden_size), np.float32), 0)
             )
             report["backbone_passes"] += computed
-            parts[split_name] = _split(rows, h, store, adapters_for, report)
+            # a sample whose media failed is cached as NaN: a re-run lists it again instead of dropping it unsaid
+            known = set(report["media_failed"])
+            report["media_failed"] += [s["id"] for s, v in zip(rows, h) if np.isnan(v).any() and s["id"] not in known]
+            parts[split_name] = _split(rows, h, store, adapters_for, report, job.settings.features)
+        if not len(parts["train"]):  # every training sample's media failed: nothing to train on
+            report["skipped"] = _nothing_left(report["train_samples"])
+            print(f"bam: {name}: skipped - {report['skipped']}", file=log)
+            continue
         task = ds.task.code
-        if task not in model.heads.heads:
+        saved_head = backbone.head_state(task)
+        if task not in backbone.label_space or saved_head is None:
             raise HbaError(f"{job.checkpoint} has no {task} head; train hba-sft cls on {name} first")
-        head = torch.nn.Linear(model.text_config.hidden_size, len(model.label_space[task]))
-        head.load_state_dict(model.heads.heads[task].state_dict())
+        head = torch.nn.Linear(backbone.hidden_size, len(backbone.label_space[task]))
+        head.load_state_dict(saved_head)
         torch.manual_seed(job.settings.seed)
         dims = {a: int(parts["train"].feats[a].shape[1]) for a in adapters_for}
         adapters = AdapterSet(
-            dims, model.text_config.hidden_size, job.settings.hidden, job.settings.dropout, job.settings.alpha_init
+            dims,
+            backbone.hidden_size,
+            job.settings.hidden,
+            job.settings.dropout,
+            job.settings.alpha_init,
+            job.settings.arch,
         )
         batch = job.settings.batch_size or default_batch_size(name)
         result = train_cls(adapters, head, parts["train"], parts["val"], replace(job.settings, batch_size=batch), batch)
@@ -344,7 +374,7 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
         meta = {
             "dataset": name,
             "task": task,
-            "labels": model.label_space[task],
+            "labels": backbone.label_space[task],
             "adapters": list(adapters_for),
             "feat_dims": dims,
             "no_raw_media": job.no_raw_media,
@@ -364,6 +394,10 @@ def run_bam(job: BamJob, log: Any = sys.stderr) -> dict[str, Any]:
             f"{result.history[result.best_epoch - 1].val_loss:.4f} -> {saved}",
             file=log,
         )
-    (out_dir).mkdir(parents=True, exist_ok=True)
+        _log_epochs(metrics, name, report["history"])
+    # a re-run whose vectors were all cached never loads the Thinker (checked by tests/test_bam_rerun.py)
+    summary["backbone_loaded"] = backbone.loaded
+    summary["backbone_load_seconds"] = backbone.seconds_loading
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -32,8 +32,10 @@ def default_batch_size(dataset: str) -> int:
 @dataclass(frozen=True)
 class BamSettings:
     hidden: int = 256  # adapter MLP width (Table 11 compares 512)
-    dropout: float = 0.1
-    alpha_init: float = 0.1
+    dropout: float = 0.1  # feature dropout (arch hba) or modality dropout (arch reference: 0.2 in run_bam.sh)
+    alpha_init: float = 0.1  # the reference's run_bam.sh starts alpha at 4.0
+    arch: str = "hba"  # hba: z-score + LayerNorm + GELU MLP; reference: its LayerNorm -> Linear -> ReLU -> Linear
+    features: str = "hba"  # hba: hba's descriptors; reference: the release's .pt features as the reference pools them
     lr_adapter: float = 5e-4
     lr_head: float = 1e-4
     epochs: int = 4

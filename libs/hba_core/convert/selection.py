@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hba_core import registry
-from hba_core.errors import UnknownNameError
+from hba_core.errors import InputError, UnknownNameError
+from hba_core.jsonl import PathLike, display_name
+from hba_core.samples import iter_samples
 
 MODALITIES = ("text", "video", "audio", "image")
 
@@ -77,3 +79,34 @@ def selector(
         return not want_mod or want_mod <= set((row.get("modality_signature") or "").split("_"))
 
     return keep
+
+
+def select_samples(
+    files: Iterable[PathLike], keep: Callable[[dict[str, Any]], bool]
+) -> tuple[list[dict[str, Any]], int]:
+    """``(kept rows, rows read)`` over ``files``, all read before anything is returned.
+
+    A bad line or a row with a missing or unknown dataset (which no filter can place) is an error
+    before any row is written, so a failed run never leaves half an output on stdout.
+    """
+    known = registry.get().datasets
+    kept: list[dict[str, Any]] = []
+    bad: list[str] = []
+    seen = 0
+    for path in files:
+        name = display_name(path)
+        for line, row in iter_samples(path):
+            seen += 1
+            dataset = row.get("dataset")
+            if not isinstance(dataset, str) or dataset not in known:
+                bad.append(f"{name}:{line} (dataset {dataset!r})")
+            elif keep(row):
+                kept.append(row)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise InputError(
+            bad[0],
+            f"{len(bad)} samples have a missing or unknown dataset: {', '.join(bad[:3])}{more}; "
+            "fix them first (hba-validate sample lists every problem)",
+        )
+    return kept, seen

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from hba_core.media import SAMPLE_RATE  # the one rate every decoder and writer uses
+
 HOP_SECONDS = 0.01  # ComParE 2016 LLDs: 10 ms hop (60 ms window for the spectral ones)
 AUDIO_DIM = 65
 

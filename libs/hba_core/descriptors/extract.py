@@ -24,9 +24,10 @@ import numpy as np
 from hba_core.descriptors.audio import audio_config, compare_lld
 from hba_core.descriptors.store import ClipResult, DescriptorStore
 from hba_core.descriptors.video import VIDEO_STREAMS, VideoConfig, landmarks
-from hba_core.errors import HbaError, MediaError
-from hba_core.jsonl import PathLike
+from hba_core.errors import HbaError, InputError, MediaError
+from hba_core.jsonl import PathLike, display_name
 from hba_core.media import decode_audio, resolve_media, sample_video_frames
+from hba_core.sample_checks import media_list_problem, where_of
 from hba_core.samples import iter_samples
 
 STREAMS = ("face", "pose", "audio")
@@ -51,6 +52,7 @@ class ExtractSummary:
     frames: dict[str, int] = field(default_factory=dict)
     invalid_frames: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stream, reason)
+    bad_rows: list[str] = field(default_factory=list)  # "file:line (id): reason" of rows whose media were not used
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -75,6 +77,37 @@ def stream_configs(streams: tuple[str, ...], video: VideoConfig) -> dict[str, di
     return {s: (audio_config() if s == "audio" else video.describe(s)) for s in streams}
 
 
+def check_streams(streams: tuple[str, ...]) -> None:
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        from hba_core.errors import UnknownNameError
+
+        raise UnknownNameError("stream", unknown[0], list(STREAMS))
+
+
+def used_media(
+    samples: PathLike, *, shard: tuple[int, int] | None = None, bad_rows: list[str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """``{key: (kind, dataset)}`` of the media the samples use (in ``shard``), in first-use order.
+
+    A row whose ``videos``/``audios`` is not a list of paths is listed in ``bad_rows`` (when given; else an
+    error) instead of being read character by character."""
+    seen: dict[str, tuple[str, str]] = {}  # key -> (kind, dataset)
+    for line, sample in iter_samples(samples, media=True):
+        problem = media_list_problem(sample, "videos") or media_list_problem(sample, "audios")
+        if problem is not None:
+            where = where_of(display_name(samples), line, sample)
+            if bad_rows is None:
+                raise InputError(where, problem)
+            bad_rows.append(f"{where}: {problem}")
+            continue
+        for kind, field_name in (("video", "videos"), ("audio", "audios")):
+            for key in sample.get(field_name) or []:
+                if key not in seen and in_shard(key, shard):
+                    seen[key] = (kind, str(sample.get("dataset", "unknown")))
+    return seen
+
+
 def plan_jobs(
     samples: PathLike,
     root: PathLike,
@@ -82,20 +115,15 @@ def plan_jobs(
     *,
     shard: tuple[int, int] | None = None,
     done: dict[str, set[str]] | None = None,
+    bad_rows: list[str] | None = None,
+    media: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[list[MediaJob], list[ClipResult], int]:
-    """The media still to process, in first-use order: ``(jobs, refused (path outside root), distinct media)``."""
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        from hba_core.errors import UnknownNameError
+    """The media still to process, in first-use order: ``(jobs, refused (path outside root), distinct media)``.
 
-        raise UnknownNameError("stream", unknown[0], list(STREAMS))
+    ``media`` is :func:`used_media`'s answer when the samples were read already (else they are read here)."""
+    check_streams(streams)
     done = done or {}
-    seen: dict[str, tuple[str, str]] = {}  # key -> (kind, dataset)
-    for _, sample in iter_samples(samples):
-        for kind, field_name in (("video", "videos"), ("audio", "audios")):
-            for key in sample.get(field_name) or []:
-                if key not in seen and in_shard(key, shard):
-                    seen[key] = (kind, str(sample.get("dataset", "unknown")))
+    seen = media if media is not None else used_media(samples, shard=shard, bad_rows=bad_rows)
     jobs, refused = [], []
     for key, (kind, dataset) in seen.items():
         wanted = tuple(s for s in streams if (kind == "video" or s == "audio") and key not in done.get(s, ()))
@@ -137,8 +165,14 @@ _WORKER_CONFIG: VideoConfig | None = None
 
 
 def _init_worker(video: VideoConfig) -> None:
+    from multiprocessing.util import Finalize
+
+    from hba_core.descriptors.video import close_trackers
+
     global _WORKER_CONFIG
     _WORKER_CONFIG = video
+    # a worker that exits normally (pool.close) releases its MediaPipe graphs and their threads first
+    Finalize(None, close_trackers, exitpriority=10)
 
 
 def _work(job: MediaJob) -> ClipResult:
@@ -152,8 +186,15 @@ def _results(jobs: list[MediaJob], video: VideoConfig, workers: int) -> Iterator
             yield extract_clip(job, video)
         return
     # spawn: MediaPipe/TFLite threads do not survive fork; ordered imap keeps the commit order deterministic
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(video,)) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(video,))
+    try:
         yield from pool.imap(_work, jobs, chunksize=1)
+        pool.close()  # all done: let the workers exit on their own
+    except BaseException:  # an error, Ctrl-C or the consumer stopped early: stop the clips in flight
+        pool.terminate()
+        raise
+    finally:
+        pool.join()  # reap every worker: no defunct child is left behind
 
 
 def run_extract(
@@ -178,9 +219,12 @@ def run_extract(
     video = video or VideoConfig()
     extra = {"created_by": "hba-descriptors extract", "shard": list(shard) if shard else None}
     summary = ExtractSummary()
+    check_streams(streams)
+    # the samples are read before the store is opened: a missing or broken samples file leaves no empty store
+    media = used_media(samples, shard=shard, bad_rows=summary.bad_rows)
     with DescriptorStore.open_for_writing(store_path, stream_configs(streams, video), extra) as store:
         done = {s: store.done(s) for s in streams}
-        jobs, refused, summary.media = plan_jobs(samples, root, streams, shard=shard, done=done)
+        jobs, refused, summary.media = plan_jobs(samples, root, streams, done=done, media=media)
         summary.skipped = summary.media - len(jobs) - len(refused)
         buffer: list[ClipResult] = list(refused)
         last_commit = time.monotonic()

@@ -92,7 +92,7 @@ def sample_vectors(
     """
     ids: list[str] = []
     keys: dict[str, list[str]] = {s: [] for s in streams}
-    for _, sample in iter_samples(samples):
+    for _, sample in iter_samples(samples, media=True):
         ids.append(sample["id"])
         for stream in streams:
             media = [m for f in SAMPLE_MEDIA.get(stream, ()) for m in (sample.get(f) or [])]

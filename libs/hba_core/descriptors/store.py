@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hba_core.errors import HbaError, InputError
-from hba_core.manifest import package_versions
+from hba_core.versions import package_versions
 
 FORMAT = "hba-descriptor-store"
 FORMAT_VERSION = 1

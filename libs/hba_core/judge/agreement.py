@@ -93,4 +93,11 @@ def agreement(path_a: PathLike, path_b: PathLike) -> Agreement:
             undecided += 1
         else:
             table[int(va)][int(vb)] += 1
-    return Agreement(table, sum(1 for r in a if r not in b), sum(1 for r in b if r not in a), undecided)
+    result = Agreement(table, sum(1 for r in a if r not in b), sum(1 for r in b if r not in a), undecided)
+    if result.n == 0:
+        raise InputError(
+            f"{display_name(path_a)} vs {display_name(path_b)}",
+            f"nothing to compare: no id has true/false in both files ({result.only_a} only in the first, "
+            f"{result.only_b} only in the second, {undecided} with correct = null on either side)",
+        )
+    return result

@@ -1,17 +1,19 @@
 """Judge prompt variants: the paper's texts (prompts.toml) and user-supplied template files.
 
-A variant is looked up by name (``paper``, ``paraphrased``, ``rater``) or read from a TOML file with
-the same keys as one ``[variants.X]`` table. Rendering gives the two messages of one fresh request:
-the dataset's system instruction and the user instruction with the question, candidate and reference.
+A variant is looked up by name (``paper``, ``paraphrased``, ``reference``, ``rater``) or read from a TOML
+file with the same keys as one ``[variants.X]`` table. Rendering gives the two texts of one fresh request:
+the dataset's instruction and the user instruction with the question, candidate and reference;
+``messages`` lays them out as the variant's protocol does (hba: system + user; the reference
+repository's script: two user messages, see protocols.py).
 
 >>> v = variant("paper")
 >>> system, user = v.render("siq2", question="Why?", candidate="Because.", reference="Because!")
 >>> user.splitlines()[0]
 'Question: Why?'
->>> variant("papr")
+>>> variant("papr")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-hba_core.errors.UnknownNameError: unknown prompt variant 'papr'. Did you mean 'paper'? Valid: paper, paraphrased, rater
+hba_core.errors.UnknownNameError: unknown prompt variant 'papr'. Did you mean 'paper'? Valid: paper, paraphrased, ...
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from hba_core import registry
 from hba_core.errors import InputError, UnknownNameError
+from hba_core.judge.protocols import PROTOCOLS
 
 MODES = ("judge", "rater")
 _DEFAULT_PLACEHOLDERS = {"question": "{question}", "candidate": "{candidate}", "reference": "{reference}"}
@@ -40,7 +43,9 @@ class PromptVariant:
     system: dict[str, str]  # dataset name (or "default") -> system instruction
     user: str
     placeholders: dict[str, str]
-    json_instruction: str  # appended to the user message when the server has no structured output
+    json_instruction: str  # appended to the user message when the server has no structured output ('' = nothing)
+    protocol: str = "hba"  # "hba" or "reference" (the reference repository's request layout and readings)
+    version: str = ""  # the declared revision of the texts ('' for template files: the fingerprint names them)
 
     def system_for(self, dataset: str) -> str:
         """The system instruction for ``dataset``; ``default`` when the variant has no dataset-specific one."""
@@ -61,15 +66,32 @@ class PromptVariant:
             user = user.replace(token, f"\x00{key}\x00")
         for key, value in values.items():
             user = user.replace(f"\x00{key}\x00", value)
-        if json_instruction:
+        if json_instruction and self.json_instruction:
             user = f"{user}\n\n{self.json_instruction}"
         return self.system_for(dataset), user
+
+    def messages(
+        self, dataset: str, *, question: str, candidate: str, reference: str, json_instruction: bool = False
+    ) -> list[dict[str, str]]:
+        """The chat messages of one request: the instruction as a system message, or (reference) a user one."""
+        system, user = self.render(
+            dataset, question=question, candidate=candidate, reference=reference, json_instruction=json_instruction
+        )
+        first = "user" if self.protocol == "reference" else "system"
+        return [{"role": first, "content": system}, {"role": "user", "content": user}]
+
+    @property
+    def prompt_version(self) -> str:
+        """What each judgment records as ``prompt_version``: the declared version, else a short hash of the texts."""
+        return self.version or f"sha256:{self.fingerprint[:12]}"
 
     @property
     def fingerprint(self) -> str:
         """A hash of every text of the variant: part of the cache key, so an edited prompt is re-judged."""
         parts = [
             self.mode,
+            self.protocol,
+            self.version,
             self.user,
             self.json_instruction,
             *sorted(f"{k}\x00{v}" for k, v in self.system.items()),
@@ -108,9 +130,19 @@ def _build(name: str, entry: dict[str, Any], where: str) -> PromptVariant:
     unknown = sorted(set(system) - valid)
     if unknown:
         raise UnknownNameError(f"dataset in {where} [system]", unknown[0], sorted(valid))
-    table = _table()
-    instruction = entry.get("json_instruction") or table[f"json_instruction_{mode}"]
-    return PromptVariant(name, mode, dict(system), user, placeholders, instruction)
+    protocol, version = entry.get("protocol", "hba"), entry.get("version", "")
+    if protocol not in PROTOCOLS:
+        raise InputError(where, f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "reference" and mode != "judge":
+        raise InputError(where, "the reference protocol has no rater mode")
+    if not isinstance(version, str):
+        raise InputError(where, f"version must be a string, got {type(version).__name__}")
+    instruction = entry.get("json_instruction")
+    if instruction is None:
+        instruction = _table()[f"json_instruction_{mode}"]
+    elif not isinstance(instruction, str):
+        raise InputError(where, f"json_instruction must be a string, got {type(instruction).__name__}")
+    return PromptVariant(name, mode, dict(system), user, placeholders, instruction, protocol, version)
 
 
 @cache

@@ -6,23 +6,33 @@ judge for the rest (each reply committed to the cache as it arrives), and writes
 atomically, each one validated against ``schemas/judgment.schema.json``.
 
 Samples without a usable prediction are not sent: they get ``status: skipped`` with the reason.
+
+The variant's protocol decides the request layout and readings (``protocols.py``): with ``reference``
+the reference answer is lowercased, the question is looked up by it, and the reference's lenient reading
+of non-JSON replies is applied only when asked for, and counted apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hba_core import registry, schemas
-from hba_core.errors import InputError
-from hba_core.jsonl import LineError, PathLike, display_name, iter_jsonl, write_jsonl
+import orjson
+
+from hba_core import registry
+from hba_core.errors import HbaError, InputError
+from hba_core.jsonl import LineError, PathLike, display_name, iter_jsonl, output_lock, write_jsonl
+from hba_core.judge import protocols
 from hba_core.judge.cache import JudgmentCache, cache_key
-from hba_core.judge.client import OPENAI_URL, ClientSettings, JudgeClient, Reply
+from hba_core.judge.client import ClientSettings, JudgeClient, Reply, check_base_url
 from hba_core.judge.progress import Progress
 from hba_core.judge.prompts import PromptVariant
 from hba_core.judge.questions import candidate_answer, dataset_question
@@ -53,9 +63,42 @@ class Summary:
     not_selected: int = 0  # samples of other datasets
     bad_lines: list[LineError] = field(default_factory=list)
     no_question: int = 0
+    unmatched: list[str] = field(default_factory=list)  # prediction ids that match no sample of --truth
     accuracy: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # dataset -> (correct, ok, all)
     ratings: dict[str, float] = field(default_factory=dict)  # rater mode: mean per dimension
     elapsed_s: float = 0.0
+    protocol: str = "hba"
+    lenient: int = 0  # reference protocol, --lenient-reference-fallback: non-JSON replies read as verdicts
+    lenient_correct: int = 0  # ... of which counted correct ("true" somewhere in the reply)
+    lenient_available: int = 0  # without the flag: replies the reference would have read leniently
+    reference_would_drop: int | None = None  # rows the reference drops (answer not in its annotations)
+    question_lookup_changed: int = 0  # rows whose looked-up question is another row's (shared answer)
+
+    def _reference_lines(self) -> list[str]:
+        out = [
+            f"  reference lenient fallback: {self.lenient} non-JSON replies read as verdicts "
+            f"({self.lenient_correct} correct because they contain 'true')"
+            + ("" if self.lenient else f"; off: {self.lenient_available} such replies stay unparseable")
+        ]
+        if self.reference_would_drop is None:
+            out.append(
+                "  the reference drops rows whose answer is not in its annotation tables from the denominator; "
+                "pass --reference-annotations DIR to count them (hba keeps every row)"
+            )
+        else:
+            out.append(
+                f"  the reference would drop {self.reference_would_drop} rows (answer not in its annotations) "
+                "from the denominator; hba keeps them, judged with their own question"
+            )
+        if self.question_lookup_changed:
+            out.append(f"  {self.question_lookup_changed} rows were judged with a looked-up question unlike their own")
+        return out
+
+    @property
+    def all_failed(self) -> bool:
+        """Requests were made and not one got an answer (dead server, wrong model...): the run is a failure."""
+        s = self.by_status
+        return s["error"] > 0 and s["ok"] == 0 and s["unparseable"] == 0
 
     def lines(self) -> list[str]:
         """The end-of-run report for stderr."""
@@ -70,10 +113,17 @@ class Summary:
             out.append(f"  {name}: {right}/{total} correct ({right / total:.3f}); {ok} judged ok")
         if self.ratings:
             out.append("  mean ratings: " + ", ".join(f"{k} {v:.3f}" for k, v in self.ratings.items()))
+        if self.protocol == "reference":
+            out.extend(self._reference_lines())
         if self.not_selected:
             out.append(f"  {self.not_selected} samples of other datasets were not judged (see --datasets)")
+        if self.unmatched:
+            shown = ", ".join(repr(i) for i in self.unmatched[:5]) + (" ..." if len(self.unmatched) > 5 else "")
+            out.append(f"  {len(self.unmatched)} predictions match no sample id and were not judged: {shown}")
         if self.no_question:
             out.append(f"  warning: {self.no_question} samples had no recoverable question (judged without one)")
+        if self.all_failed:
+            out.append("  every judgment request failed: nothing was judged (see the 'error' field of --out)")
         for problem in self.bad_lines[:20]:
             out.append(f"  bad line skipped: {problem}")
         if len(self.bad_lines) > 20:
@@ -124,12 +174,15 @@ def collect_items(
     summary: Summary,
     *,
     keep_think: bool = False,
+    protocol: str = "hba",
 ) -> list[Item]:
     """The selected samples in input order, each with its question, candidate and reference."""
     items: list[Item] = []
     seen: set[str] = set()
+    every_id: set[str] = set()
     name = display_name(truth)
     for line, sample in iter_samples(truth, summary.bad_lines):
+        every_id.add(sample["id"])
         ds = sample.get("dataset")
         if ds not in selected:
             if not isinstance(ds, str) or ds not in registry.get().datasets:
@@ -144,14 +197,19 @@ def collect_items(
         question = dataset_question(sample)
         summary.no_question += not question
         reference = sample.get("answer") if isinstance(sample.get("answer"), str) else ""
-        item = Item(sid, ds, question, candidate_answer(predictions.get(sid), keep_think=keep_think), reference.strip())
+        if protocol == "reference":  # first box, <think> kept; the reference answer lowercased, not stripped
+            candidate, reference = protocols.reference_candidate(predictions.get(sid)), reference.lower()
+        else:
+            candidate, reference = candidate_answer(predictions.get(sid), keep_think=keep_think), reference.strip()
+        item = Item(sid, ds, question, candidate, reference)
         if sid not in predictions:
             item.record = _skipped("no prediction with this id")
         elif not item.candidate:
             item.record = _skipped("the prediction is empty (null, blank, or only <think> reasoning)")
-        elif not item.reference:
+        elif not item.reference.strip():
             item.record = _skipped(f"{name}:{line}: the sample has no reference answer")
         items.append(item)
+    summary.unmatched = [pid for pid in predictions if pid not in every_id]
     return items
 
 
@@ -193,10 +251,14 @@ async def _judge_pending(
 ) -> None:
     rater = variant.mode == "rater"
     schema = RATINGS_SCHEMA if rater else VERDICT_SCHEMA
+    extra: dict[str, Any] = {}
+    if variant.protocol == "reference":
+        schema = protocols.REFERENCE_VERDICT_SCHEMA
+        extra = {"max_completion_tokens": protocols.REFERENCE_MAX_COMPLETION_TOKENS}
 
     async def one(key: str, item: Item) -> None:
-        def render(json_instruction: bool) -> tuple[str, str]:
-            return variant.render(
+        def render(json_instruction: bool) -> list[dict[str, str]]:
+            return variant.messages(
                 item.dataset,
                 question=item.question,
                 candidate=item.candidate,
@@ -204,7 +266,7 @@ async def _judge_pending(
                 json_instruction=json_instruction,
             )
 
-        record = _record_from_reply(await client.ask(render, schema), rater)
+        record = _record_from_reply(await client.ask(render, schema, extra=extra), rater)
         if cache is not None and record["status"] != "error":
             cache.put(key, record)  # committed now: a kill after this line loses nothing
         item.record = record
@@ -233,27 +295,73 @@ def judge(
     keep_think: bool = False,
     show_progress: bool = True,
     model_name: str | None = None,
+    lenient_reference_fallback: bool = False,
+    reference_annotations: PathLike | None = None,
 ) -> Summary:
     """Judge every selected sample of ``truth`` against its prediction in ``pred``; write ``out``; return counts.
 
     Each judgment names the predicting model (``model``): ``model_name``, else the one ``model`` the
     prediction rows carry, else the predictions file's name - so one file can hold several models'
     judgments for hba-score.
+
+    ``lenient_reference_fallback`` and ``reference_annotations`` belong to the ``reference`` protocol:
+    the reference's reading of non-JSON replies, and its annotation tree for the question lookup.
     """
+    check_base_url(settings.base_url)
+    if variant.protocol != "reference" and (lenient_reference_fallback or reference_annotations is not None):
+        raise HbaError(
+            "--lenient-reference-fallback and --reference-annotations belong to the reference protocol: "
+            f"add --prompts reference (the variant is {variant.name!r})"
+        )
+    with output_lock(out):  # two runs on one --out would each replace the other's file
+        return _judge_locked(
+            truth,
+            pred,
+            out,
+            settings=settings,
+            api_key=api_key,
+            variant=variant,
+            cache_path=cache_path,
+            datasets=datasets,
+            keep_think=keep_think,
+            show_progress=show_progress,
+            model_name=model_name,
+            lenient=lenient_reference_fallback,
+            annotations=reference_annotations,
+        )
+
+
+def _judge_locked(
+    truth: PathLike,
+    pred: PathLike,
+    out: PathLike,
+    *,
+    settings: ClientSettings,
+    api_key: str,
+    variant: PromptVariant,
+    cache_path: PathLike | None,
+    datasets: Sequence[str] | None,
+    keep_think: bool,
+    show_progress: bool,
+    model_name: str | None,
+    lenient: bool,
+    annotations: PathLike | None,
+) -> Summary:
     started = time.perf_counter()
-    summary = Summary()
+    summary = Summary(protocol=variant.protocol)
     selected = select_datasets(datasets, variant)
     models: set[str] = set()
     predictions = read_predictions(pred, summary.bad_lines, models)
     if model_name is None:
         model_name = models.pop() if len(models) == 1 else Path(display_name(pred)).name.removesuffix(".gz")
         model_name = model_name.removesuffix(".jsonl")
-    items = collect_items(truth, predictions, selected, summary, keep_think=keep_think)
-    base_url = (settings.base_url or OPENAI_URL).rstrip("/")
+    items = collect_items(truth, predictions, selected, summary, keep_think=keep_think, protocol=variant.protocol)
+    if variant.protocol == "reference":
+        summary.reference_would_drop, summary.question_lookup_changed = protocols.lookup_questions(items, annotations)
     fingerprint = variant.fingerprint
     for item in items:
-        if item.record is None:
-            item.key = cache_key(base_url, settings.model, fingerprint, item.question, item.candidate, item.reference)
+        if item.record is None:  # where the judge is served is not part of the key: another port stays cached
+            item.key = cache_key(settings.model, fingerprint, item.question, item.candidate, item.reference)
     cache = JudgmentCache(cache_path) if cache_path is not None else None
     try:
         hits = cache.get_many(i.key for i in items if i.key) if cache is not None else {}
@@ -274,13 +382,17 @@ def judge(
                 _run_client(pending, settings, api_key, variant, cache, progress, duplicates)
             )
         progress.close()
+        for item in items:  # duplicates take the record of the item that was asked
+            if item.record is None and item.key in pending:
+                item.record = pending[item.key].record
+        if cache is not None:  # row shapes validated by an earlier run need no jsonschema (~0.15 s to import)
+            _VALID_SHAPES.update(cache.validated_shapes(_schema_tag()))
+        rows = [_judgment(item, settings.model, variant, model_name, lenient, summary) for item in items]
+        if cache is not None:
+            cache.add_validated_shapes(_schema_tag(), _VALID_SHAPES)
     finally:
         if cache is not None:
             cache.close()
-    for item in items:  # duplicates take the record of the item that was asked
-        if item.record is None and item.key in pending:
-            item.record = pending[item.key].record
-    rows = [_judgment(item, settings.model, variant.name, model_name) for item in items]
     summary.judged = write_jsonl(out, rows)
     _tally(summary, items, rows, rater=variant.mode == "rater")
     summary.elapsed_s = time.perf_counter() - started
@@ -297,14 +409,37 @@ async def _run_client(
     duplicates: Counter[str],
 ) -> int:
     async with JudgeClient(settings, api_key) as client:
+        await client.check_endpoint()
         await _judge_pending(pending, client, variant, cache, progress, duplicates)
         return client.requests
 
 
-def _judgment(item: Item, model: str, variant_name: str, predicting_model: str) -> dict[str, Any]:
+def _judgment(
+    item: Item, model: str, variant: PromptVariant, predicting_model: str, lenient: bool, summary: Summary
+) -> dict[str, Any]:
     record = item.record
     if record is None:  # every item is decided by now; anything else is a bug
         raise RuntimeError(f"sample {item.id} was never judged")
+    lenient_row = False
+    if (
+        variant.protocol == "reference"
+        and record["status"] == "unparseable"
+        and record.get("error") in protocols.LENIENT_REASONS
+    ):
+        # Read after the cache, so the cache holds the reply itself and the flag can change between runs.
+        if lenient:
+            correct = protocols.lenient_verdict(record.get("raw"))
+            record = {
+                **record,
+                "status": "ok",
+                "correct": correct,
+                "explanation": "Error parsing JSON, content: " + (record.get("raw") or ""),  # the reference's text
+            }
+            lenient_row = True
+            summary.lenient += 1
+            summary.lenient_correct += correct
+        else:
+            summary.lenient_available += 1
     row = {
         "id": item.id,
         "model": predicting_model,
@@ -313,7 +448,8 @@ def _judgment(item: Item, model: str, variant_name: str, predicting_model: str) 
         "status": record["status"],
         "explanation": record.get("explanation"),
         "judge_model": model,
-        "prompt_variant": variant_name,
+        "prompt_variant": variant.name,
+        "prompt_version": variant.prompt_version,
         "raw": record.get("raw"),
         "latency_s": record.get("latency_s"),
         "error": record.get("error"),
@@ -321,11 +457,20 @@ def _judgment(item: Item, model: str, variant_name: str, predicting_model: str) 
     }
     if "ratings" in record:
         row["ratings"] = record["ratings"]
+    if lenient_row:
+        row["lenient"] = True  # correct comes from the reference's "true"-anywhere reading, not from JSON
     _validate(row)
     return row
 
 
-_VALID_SHAPES: set[tuple[Any, ...]] = set()
+_VALID_SHAPES: set[str] = set()  # JSON arrays of row shapes that passed judgment.schema.json
+
+
+@functools.cache
+def _schema_tag() -> str:
+    """A hash of judgment.schema.json: validated shapes are remembered in the cache under it."""
+    text = resources.files("hba_core.schema_files").joinpath("judgment.schema.json").read_bytes()
+    return hashlib.sha256(text).hexdigest()
 
 
 def _validate(row: dict[str, Any]) -> None:
@@ -333,18 +478,23 @@ def _validate(row: dict[str, Any]) -> None:
 
     The schema constrains types, enums and numeric ranges only, so rows with the same shape (field
     types, status, sign of the latency, rating values) validate alike: each shape is validated once,
-    which keeps a cached re-run of 10,000 judgments fast.
+    which keeps a cached re-run of 10,000 judgments fast. The shapes are also kept in the judgment cache
+    (under a hash of the schema file), so a re-run whose rows all have known shapes never imports jsonschema.
     """
     latency = row.get("latency_s")
-    shape = (
-        tuple((k, type(v).__name__) for k, v in row.items()),
-        row["status"],
-        bool(row["id"]),
-        isinstance(latency, (int, float)) and latency < 0,
-        tuple(sorted(row.get("ratings", {}).items())),
-    )
+    shape = orjson.dumps(
+        (
+            tuple((k, type(v).__name__) for k, v in row.items()),
+            row["status"],
+            bool(row["id"]),
+            isinstance(latency, (int, float)) and latency < 0,
+            tuple(sorted(row.get("ratings", {}).items())),
+        )
+    ).decode()
     if shape in _VALID_SHAPES:
         return
+    from hba_core import schemas  # jsonschema is imported only when a new shape needs checking
+
     problems = schemas.errors(row, "judgment")
     if problems:
         raise RuntimeError(f"judgment for {row['id']} breaks judgment.schema.json: {problems}")

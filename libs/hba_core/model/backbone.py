@@ -1,7 +1,9 @@
 """Loading Qwen2.5-Omni's Thinker (never the Talker) and its processor, and adding LoRA.
 
 ``name_or_path`` is a hub id (default ``Qwen/Qwen2.5-Omni-7B``) or a local directory in the hub's
-layout: a composite ``qwen2_5_omni`` config.json with ``thinker.``-prefixed weights. transformers
+layout: a composite ``qwen2_5_omni`` config.json with ``thinker.``-prefixed weights. Its config.json is
+read first (:mod:`hba_core.model.source`) and its ``model_type`` picks the loader in
+:data:`THINKER_LOADERS`; any other model type is refused before a weight is built. transformers
 reads the Thinker's part of that config and renames the weights on load; the speech-output Talker
 and token2wav weights are never read - that is what keeps ZeRO-3 working.
 
@@ -16,6 +18,7 @@ regular expression anchored on ``model.language_model.layers``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,33 +56,69 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def _load_qwen_omni_thinker(source: Any, *, dtype: str, attn_implementation: str) -> Any:
+    """A composite ``qwen2_5_omni`` dir (hub layout; only ``thinker.`` weights are read) or a Thinker-only dir."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from hba_core.errors import InputError
+
+    try:
+        return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            source.load_from,
+            dtype=torch_dtype(dtype),
+            attn_implementation=attn_implementation,
+            local_files_only=source.local_dir is not None,
+        )
+    except OSError as exc:
+        raise InputError(
+            source.name,
+            f"cannot load a Qwen2.5-Omni checkpoint ({exc}); pass a local directory in the hub layout "
+            "or a hub id available offline",
+        ) from None
+
+
+# model_type of config.json -> the function building our Thinker from it. Other backbones join here.
+THINKER_LOADERS: dict[str, Callable[..., Any]] = {
+    "qwen2_5_omni": _load_qwen_omni_thinker,
+    "qwen2_5_omni_thinker": _load_qwen_omni_thinker,
+}
+
+
+def choose_loader(source: Any) -> Callable[..., Any]:
+    """The loader for a located backbone's ``model_type``; anything else is refused in one line."""
+    from hba_core.errors import InputError
+
+    loader = THINKER_LOADERS.get(source.model_type)
+    if loader is None:
+        raise InputError(
+            source.name,
+            f"config.json has model_type {source.model_type or '(none)'!r}, which hba cannot load; "
+            f"supported model types: {', '.join(THINKER_LOADERS)}",
+        )
+    return loader
+
+
 def load_thinker(
     name_or_path: str = DEFAULT_MODEL,
     *,
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
     device: str | torch.device | None = None,
+    base_dirs: tuple[str, ...] = (),
+    flag: str = "--base-model",
 ) -> Any:
     """The Thinker (audio encoder + vision encoder + LLM + LM head) in eval mode, weights in ``dtype``.
 
-    Returns a ``Qwen2_5OmniThinkerForConditionalGeneration``. A missing path/unknown id raises
-    :class:`~hba_core.errors.InputError` with the fix.
+    Returns a ``Qwen2_5OmniThinkerForConditionalGeneration``. config.json is read first
+    (:func:`hba_core.model.source.locate`): a missing model or one of another kind raises
+    :class:`~hba_core.errors.InputError` naming ``flag`` before any weights are built.
+    ``base_dirs``: directories a relative path may be relative to (besides the working directory).
     """
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    from hba_core.errors import InputError
+    from hba_core.model.source import locate
 
     _quiet_transformers()
-    try:
-        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
-        )
-    except OSError as exc:
-        raise InputError(
-            name_or_path,
-            f"cannot load a Qwen2.5-Omni checkpoint ({exc}); pass a local directory "
-            "in the hub layout or a hub id available offline",
-        ) from None
+    source = locate(name_or_path, base_dirs=base_dirs, flag=flag)
+    model = choose_loader(source)(source, dtype=dtype, attn_implementation=attn_implementation)
     if device is not None:
         model.to(device)
     return model.eval()
@@ -88,25 +127,34 @@ def load_thinker(
 def build_random_thinker(config: Any = None, *, dtype: str = "bfloat16") -> Any:
     """A Thinker with random weights (benchmarks: speed does not depend on weights).
 
-    ``config`` defaults to transformers' ``Qwen2_5OmniThinkerConfig()``, whose defaults are the 7B
-    Thinker's sizes; nothing is downloaded.
+    ``config`` defaults to the published Qwen2.5-Omni-7B Thinker configuration
+    (:func:`hba_core.model.configs.qwen2_5_omni_7b_thinker`); nothing is downloaded.
     """
-    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
     _quiet_transformers()
-    config = config if config is not None else Qwen2_5OmniThinkerConfig()
+    if config is None:
+        from hba_core.model.configs import qwen2_5_omni_7b_thinker
+
+        config = qwen2_5_omni_7b_thinker()
     return Qwen2_5OmniThinkerForConditionalGeneration._from_config(config, dtype=torch_dtype(dtype))
 
 
-def load_processor(name_or_path: str = DEFAULT_MODEL) -> Any:
+def load_processor(
+    name_or_path: str = DEFAULT_MODEL, *, base_dirs: tuple[str, ...] = (), flag: str = "--base-model"
+) -> Any:
     """The official ``Qwen2_5OmniProcessor`` (tokenizer, Whisper feature extractor, image/video processors)."""
     from transformers import Qwen2_5OmniProcessor
 
     from hba_core.errors import InputError
+    from hba_core.model.source import locate
 
     _quiet_transformers()
+    source = locate(name_or_path, base_dirs=base_dirs, flag=flag)
     try:
-        processor = Qwen2_5OmniProcessor.from_pretrained(name_or_path)
+        processor = Qwen2_5OmniProcessor.from_pretrained(
+            source.load_from, local_files_only=source.local_dir is not None
+        )
     except OSError as exc:
         raise InputError(name_or_path, f"cannot load the Qwen2.5-Omni processor ({exc})") from None
     # Left padding everywhere: generation appends on the right, and teacher-forcing targets sit at each row's end.
@@ -143,9 +191,3 @@ def base_thinker(model: Any) -> Any:
     from peft import PeftModel
 
     return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())

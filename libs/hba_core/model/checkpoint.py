@@ -9,7 +9,8 @@ A checkpoint directory holds::
     README.md                                        # generated model card
     processor files                                  # the Qwen2.5-Omni processor, so predict needs nothing else
 
-The backbone weights are not copied: ``config.json``'s ``base_model`` names them (hub id or path).
+The backbone weights are not copied: ``config.json``'s ``base_model`` names them (hub id or absolute
+path) and ``base_model_fingerprint`` identifies their files, so the checkpoint loads from any folder.
 Loading gives bit-identical logits. :func:`merge_lora` folds LoRA into the backbone for serving.
 """
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,10 @@ import torch
 
 from hba_core import schemas
 from hba_core.errors import InputError
-from hba_core.manifest import package_versions
 from hba_core.model.backbone import base_thinker, load_lora, load_processor, load_thinker
 from hba_core.model.omnisapiens import OmniSapiens
+from hba_core.model.source import fingerprint, locate
+from hba_core.versions import package_versions
 
 CONFIG = "config.json"
 
@@ -90,33 +90,24 @@ def save_checkpoint(
     lm_head_trained: bool = False,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint atomically (temp dir + rename; an existing ``out_dir`` is replaced)."""
+    """Write the checkpoint atomically (:func:`~hba_core.training.state.atomic_dir`: an existing ``out_dir`` is
+    replaced in one step, a reader sees the old checkpoint or the new one)."""
     from safetensors.torch import save_file
 
+    from hba_core.training.state import atomic_dir
+
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.thinker.save_pretrained(str(tmp))  # peft: adapter only
         save_file(_state(model.heads.heads, ""), str(tmp / "heads.safetensors"))
         if lm_head_trained:
             save_file(_state(model.lm_head(), ""), str(tmp / "lm_head.safetensors"))
         if processor is not None:
             processor.save_pretrained(str(tmp))
-        full = {**config, "lm_head_trained": lm_head_trained, "metrics": metrics or {}}
+        full = {**config, **backbone_record(config["base_model"]), "lm_head_trained": lm_head_trained}
+        full["metrics"] = metrics or {}
         (tmp / CONFIG).write_text(json.dumps(full, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(full))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -132,7 +123,7 @@ def load_checkpoint(
             str(root), "not an hba checkpoint (no config.json with a 'tool' field); pass a directory written by hba-sft"
         )
     config = json.loads((root / CONFIG).read_text())
-    thinker = load_thinker(base_model or config["base_model"], dtype=dtype)
+    thinker = load_thinker(locate_base_model(root, config, base_model).location, dtype=dtype)
     if (root / "lm_head.safetensors").exists():
         head = thinker.get_output_embeddings()
         saved = load_file(str(root / "lm_head.safetensors"))
@@ -146,7 +137,41 @@ def load_checkpoint(
 def load_checkpoint_processor(path: str | os.PathLike[str], config: dict[str, Any]) -> Any:
     """The processor saved with the checkpoint, else the base model's."""
     root = Path(path)
-    return load_processor(str(root) if (root / "tokenizer_config.json").exists() else config["base_model"])
+    if (root / "tokenizer_config.json").exists():
+        return load_processor(str(root.resolve()))
+    return load_processor(config["base_model"], base_dirs=(str(root),))
+
+
+def backbone_record(base_model: str) -> dict[str, Any]:
+    """How a checkpoint names its backbone so that it loads from any folder: the absolute directory (or
+    the hub id) and a fingerprint of its files (:func:`hba_core.model.source.fingerprint`)."""
+    source = locate(base_model)
+    return {"base_model": source.location, "base_model_fingerprint": fingerprint(source)}
+
+
+def locate_base_model(root: str | os.PathLike[str], config: dict[str, Any], override: str | None = None) -> Any:
+    """The checkpoint's backbone: ``override`` (``--base-model``) if given, else the recorded one.
+
+    A relative path (checkpoints before backbones were recorded absolutely) is tried relative to the
+    checkpoint directory, then the working directory. A recorded fingerprint that does not match the
+    files found is an error (or a warning when the user chose ``--base-model`` explicitly).
+    """
+    import warnings
+
+    if override is not None:
+        source = locate(override)
+    else:
+        source = locate(config["base_model"], base_dirs=(str(root),))
+    recorded, found = config.get("base_model_fingerprint"), fingerprint(source)
+    if recorded and found and recorded != found:
+        message = (
+            f"the backbone at {source.location} is not the one {root} was trained on "
+            f"(fingerprint {found[:19]}... vs recorded {recorded[:19]}...)"
+        )
+        if override is None:
+            raise InputError(str(root), f"{message}; pass --base-model DIR of the original backbone")
+        warnings.warn(f"{root}: {message}; using it because --base-model was given", stacklevel=2)
+    return source
 
 
 def merge_lora(model: OmniSapiens) -> Any:

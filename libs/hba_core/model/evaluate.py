@@ -1,23 +1,13 @@
-"""Validation during SFT (cross-entropy and accuracy per dataset), saving under ZeRO-3, and metric sinks."""
+"""Validation during SFT (cross-entropy and accuracy per dataset) and saving under ZeRO-3."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from hba_core.model.batching import make_loader, plan_batches
-
-
-def all_gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
+from hba_core.training.distributed import all_gather
 
 
 def validation_metrics(trainer: Any, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -100,29 +90,3 @@ def gather_for_save(trainer: Any) -> Iterator[None]:
     ] + [trainer.model.lm_head().weight]
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
         yield
-
-
-def report_sink(kind: str, run_dir: Path) -> Callable[[dict[str, Any]], None] | None:
-    """A callable that logs a metrics record to TensorBoard or W&B (``WANDB_API_KEY`` from the environment)."""
-    if kind == "none":
-        return None
-    if kind == "tensorboard":
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-        def to_tensorboard(record: dict[str, Any]) -> None:
-            for key, value in record.items():
-                if isinstance(value, int | float) and key != "step":
-                    writer.add_scalar(key, value, record["step"])
-            writer.flush()
-
-        return to_tensorboard
-    if kind == "wandb":
-        import wandb
-
-        run = wandb.init(project="hba-sft", dir=str(run_dir))
-        return lambda record: run.log(record, step=record["step"])
-    from hba_core.errors import InputError
-
-    raise InputError("--report-to", f"unknown sink {kind!r}; valid: none, tensorboard, wandb")

@@ -32,37 +32,13 @@ import torch
 
 from hba_core import registry
 from hba_core.errors import InputError, MediaError
-from hba_core.media import decode_audio, resolve_media, sample_video_frames
+from hba_core.media import SAMPLE_RATE, decode_audio, resolve_media, sample_video_frames
 from hba_core.model.backbones import Backbone, backbone_for
 from hba_core.model.collate import Batch, MediaSettings, label_index, think_template
 from hba_core.samples import MODALITY_TAG
+from hba_core.substitutions import Substitutions
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
-
-
-@dataclass
-class Substitutions:
-    """Per dataset, how often each modality was replaced by what the backbone can take."""
-
-    counts: dict[str, Counter[str]] = field(default_factory=dict)
-
-    def add(self, dataset: str, kind: str) -> None:
-        self.counts.setdefault(dataset, Counter())[kind] += 1
-
-    def merge(self, counts: dict[str, dict[str, int]]) -> None:
-        """Add a batch's counts (``Batch.substitutions``)."""
-        for dataset, kinds in counts.items():
-            self.counts.setdefault(dataset, Counter()).update(kinds)
-
-    def as_dict(self) -> dict[str, dict[str, int]]:
-        return {name: dict(sorted(counter.items())) for name, counter in sorted(self.counts.items())}
-
-    def lines(self) -> list[str]:
-        return [
-            f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counter.items()))
-            for name, counter in sorted(self.counts.items())
-        ]
 
 
 @dataclass

@@ -31,6 +31,11 @@ def default_label_space(tasks: list[str] | None = None) -> dict[str, list[str]]:
     return {code: list(registry.task(code).domain.labels) for code in codes}
 
 
+def dataset_labels(name: str) -> tuple[str, ...]:
+    """The labels a dataset's samples can have (a subset of its task's domain): ``registry.dataset(name).labels``."""
+    return tuple(registry.dataset(name).labels)
+
+
 class TaskHeads(nn.Module):
     """One ``Linear(hidden, n_labels)`` per task; ``label_space`` fixes head order and label order."""
 

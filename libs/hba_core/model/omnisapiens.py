@@ -3,7 +3,8 @@
 Public API, for the SFT, BAM and GRPO tools:
 
 - :func:`pooled_penultimate` - masked mean of ``hidden_states[-2]`` (B, H): BAM adds its Δh to this
-  vector before the heads, and can cache it;
+  vector before the heads, and can cache it; :func:`pooled_penultimate_early` gives the same vector
+  without running the last layer and the LM head (heads-only work: cls training, heads prediction);
 - :meth:`OmniSapiens.head_logits` - heads on a pooled vector (BAM calls it with ``pooled + delta``);
 - :meth:`OmniSapiens.forward` - classification loss and/or teacher-forced LM loss for a batch;
 - :func:`generate` - decoded text for a batch (greedy by default);
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hba_core.model.collate import IGNORE_INDEX, Batch
-from hba_core.model.heads import TaskHeads, classification_loss, masked_mean
+from hba_core.model.heads import TaskHeads, classification_loss, dataset_labels, masked_mean
 
 
 @dataclass
@@ -47,6 +48,51 @@ def pooled_penultimate(thinker: nn.Module, batch: Batch) -> tuple[torch.Tensor, 
     out = thinker(**model_inputs(batch), output_hidden_states=True, use_cache=False)
     h_penult = out.hidden_states[-2]  # (B, T, H)
     return masked_mean(h_penult, batch.inputs["attention_mask"]), out
+
+
+class _ReachedLastLayer(Exception):
+    """Raised by a hook as the last decoder layer is entered: its input is h_penult, nothing after is needed."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__("stopped before the last decoder layer")
+        self.hidden = hidden
+
+
+def penultimate_states(thinker: nn.Module, batch: Batch) -> torch.Tensor:
+    """``hidden_states[-2]`` (B, T, H) without running what comes after it: the last decoder layer, the
+    final norm and the full-vocabulary logits (at 7B ~ 1/28 of the layers plus a 152k-wide projection).
+
+    Exactly equal to the full forward's ``hidden_states[-2]`` (tests/test_predict.py); gradients flow as usual.
+    """
+    return run_to_penultimate(thinker, **model_inputs(batch))
+
+
+def run_to_penultimate(model: nn.Module, **inputs: Any) -> torch.Tensor:
+    """Call ``model(**inputs, use_cache=False)`` and stop as its last decoder layer is entered; return that
+    layer's input, which is ``hidden_states[-2]``.
+
+    A forward pre-hook on the last layer raises a private exception with the tensor (caught here;
+    transformers resets its output-capture state in a ``finally``). The hook runs first (``prepend``),
+    before any other hook on that layer (e.g. a ZeRO-3 parameter fetch), and is removed on every exit.
+    """
+    last = model.get_decoder().layers[-1]  # through peft's wrapper to the text model
+
+    def stop(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        raise _ReachedLastLayer(args[0] if args else kwargs["hidden_states"])
+
+    handle = last.register_forward_pre_hook(stop, with_kwargs=True, prepend=True)
+    try:
+        model(**inputs, use_cache=False)
+    except _ReachedLastLayer as reached:
+        return reached.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError(f"{type(model).__name__}'s forward never entered its last decoder layer")
+
+
+def pooled_penultimate_early(thinker: nn.Module, batch: Batch) -> torch.Tensor:
+    """:func:`pooled_penultimate`'s pooled vector (B, H), stopping at the penultimate layer (heads only)."""
+    return masked_mean(penultimate_states(thinker, batch), batch.inputs["attention_mask"])
 
 
 def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -119,24 +165,46 @@ class OmniSapiens(nn.Module):
 
     @torch.no_grad()
     def classify(self, batch: Batch) -> dict[int, tuple[str, dict[str, float]]]:
-        """Row -> (predicted label, label -> probability) for rows with a head."""
-        pooled, _ = pooled_penultimate(self.thinker, batch)
-        return self.classify_pooled(pooled, batch.tasks)
+        """Row -> (predicted label, label -> probability) for rows with a head, within each row's dataset labels."""
+        pooled = pooled_penultimate_early(self.thinker, batch)
+        return self.classify_pooled(pooled, batch.tasks, batch.datasets)
 
     @torch.no_grad()
-    def classify_pooled(self, pooled: torch.Tensor, tasks: list[str]) -> dict[int, tuple[str, dict[str, float]]]:
-        """:meth:`classify` on pooled h_penult (B, H) already computed (BAM adds its Δh first)."""
+    def classify_pooled(
+        self, pooled: torch.Tensor, tasks: list[str], datasets: list[str] | None = None
+    ) -> dict[int, tuple[str, dict[str, float]]]:
+        """:meth:`classify` on pooled h_penult (B, H) already computed (BAM adds its Δh first).
+
+        With ``datasets`` each row answers only with its dataset's labels: a head is shared by a task's
+        datasets (CH-SIMS v2 has no plain ``positive``, MOSEI emotion no ``neutral``), and a label the
+        dataset lacks could only ever be scored wrong.
+        """
         result: dict[int, tuple[str, dict[str, float]]] = {}
         for code, (rows, logits) in self.head_logits(pooled, tasks).items():
-            result.update(label_probabilities(logits, self.label_space[code], rows.tolist()))
+            index = rows.tolist()
+            allowed = [dataset_labels(datasets[i]) for i in index] if datasets is not None else None
+            result.update(label_probabilities(logits, self.label_space[code], index, allowed))
         return result
 
 
 def label_probabilities(
-    logits: torch.Tensor, labels: list[str], rows: list[int]
+    logits: torch.Tensor,
+    labels: list[str],
+    rows: list[int],
+    allowed: list[tuple[str, ...]] | None = None,
 ) -> dict[int, tuple[str, dict[str, float]]]:
-    """Row -> (argmax label, label -> softmax probability) for logits (n, n_labels) of ``rows``."""
-    probs = logits.float().softmax(-1).cpu()
+    """Row -> (argmax label, label -> softmax probability) for logits (n, n_labels) of ``rows``.
+
+    ``allowed`` (one label tuple per row): the other labels' logits are masked out before the softmax,
+    so they get probability exactly 0 and are never the answer. ``probs`` keeps the head's label order.
+    """
+    logits = logits.float()
+    if allowed is not None:
+        mask = torch.tensor([[label in ok for label in labels] for ok in allowed], device=logits.device)  # (n, K)
+        if not bool(mask.any(-1).all()):
+            raise ValueError(f"a row allows none of the head's labels {labels}: {allowed}")
+        logits = logits.masked_fill(~mask, float("-inf"))
+    probs = logits.softmax(-1).cpu()  # (n, K)
     return {
         row: (labels[int(p.argmax())], {label: float(v) for label, v in zip(labels, p)}) for row, p in zip(rows, probs)
     }
@@ -167,18 +235,25 @@ def generate(
 
 
 def response_logprobs(
-    thinker: nn.Module, batch: Batch, response_ids: torch.Tensor, response_mask: torch.Tensor
+    thinker: nn.Module,
+    batch: Batch,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Per-token log-probabilities (B, R) of ``response_ids`` (B, R) appended to the batch's prompts.
 
     ``response_mask`` (B, R) is 1 on real response tokens; padded positions get 0. Gradients flow
-    (GRPO's policy ratio); wrap in ``torch.no_grad()`` for the reference model.
+    (GRPO's policy ratio); wrap in ``torch.no_grad()`` for the reference model. ``temperature`` is the
+    one the responses were sampled with: the logits are divided by it, as generate's sampler did, so
+    pi_old is the distribution the tokens were actually drawn from.
     """
     inputs = model_inputs(batch)
     prompt_len = inputs["input_ids"].shape[1]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], response_ids], dim=1)  # (B, P+R)
     inputs["attention_mask"] = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"])], 1)
     logits = thinker(**inputs, use_cache=False).logits  # (B, P+R, V)
-    logits = logits[:, prompt_len - 1 : -1].float()  # the positions predicting each response token
+    logits = logits[:, prompt_len - 1 : -1].float() / temperature  # the positions predicting each response token
     logp = torch.log_softmax(logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
     return logp * response_mask.to(logp.dtype)

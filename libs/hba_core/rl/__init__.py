@@ -12,5 +12,6 @@ One module per concept, a loop a reader can follow in one sitting:
 - :mod:`hba_core.rl.trainer`: the recipe - setup, steps, validation, checkpoints, final model.
 
 The reward terms live in :mod:`hba_core.rewards` (usable without torch). Data files: the reasoning
-prompt ``templates/think.txt`` (App. B.2) and the DeepSpeed config ``deepspeed/zero2.json``.
+prompt ``templates/think.txt`` (App. B.2). Processes, the DeepSpeed config (ZeRO-2), RNG state, atomic
+checkpoint directories and the metrics log are the components of :mod:`hba_core.training`, shared with SFT.
 """

@@ -8,21 +8,23 @@ Layout of ``--out`` (``runs/rl``)::
     latest                   # name of the newest complete checkpoint (written last, atomically)
     final/                   # the trained Thinker + processor (LoRA merged): hba-predict loads it
 
-Each checkpoint directory is written to a temp name and renamed, then ``latest`` is replaced
-atomically, so a kill at any moment leaves the previous checkpoint intact. ``trainer.pt`` holds the
-optimizer state, the step and the RNG states, and loads with ``torch.load(weights_only=True)``.
+Each checkpoint directory is written beside its name and swapped in
+(:func:`hba_core.training.state.atomic_dir`), then ``latest`` is replaced atomically, so a kill at any
+moment leaves the previous checkpoint intact. ``trainer.pt`` holds the
+optimizer state, the step and every rank's CPU and CUDA RNG state, and loads with ``torch.load(weights_only=True)``.
 Under DeepSpeed the optimizer state is DeepSpeed's own checkpoint (``deepspeed/`` inside the step dir).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from hba_core.jsonl import atomic_output
+from hba_core.training.distributed import barrier
+from hba_core.training.state import atomic_dir
 
 LATEST = "latest"
 TRAINER_STATE = "trainer.pt"
@@ -39,19 +41,6 @@ def latest_checkpoint(out: Path) -> Path | None:
         return None
     path = out / "checkpoints" / pointer.read_text().strip()
     return path if (path / TRAINER_STATE).is_file() else None
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_policy(policy: Any, processor: Any, target: Path, *, merge_lora: bool) -> None:
@@ -83,21 +72,16 @@ def write_checkpoint(
     Every rank calls this under DeepSpeed (its checkpoint is collective); only the main rank writes files.
     """
     target = step_dir(out, step)
-    tmp = target.with_name(f".{target.name}.tmp")
+    with atomic_dir(target, is_main=is_main, collective=deepspeed_engine is not None) as tmp:
+        if deepspeed_engine is not None:
+            deepspeed_engine.save_checkpoint(str(tmp / "deepspeed"), tag="state")
+        if is_main:
+            save_policy(policy, None, tmp / "policy", merge_lora=False)
+            torch.save(trainer_state, tmp / TRAINER_STATE)
     if is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    if deepspeed_engine is not None:
-        _barrier()
-        deepspeed_engine.save_checkpoint(str(tmp / "deepspeed"), tag="state")
-    if is_main:
-        save_policy(policy, None, tmp / "policy", merge_lora=False)
-        torch.save(trainer_state, tmp / TRAINER_STATE)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-        _atomic_text(out / LATEST, target.name)
-    _barrier()
+        with atomic_output(out / LATEST) as fh:
+            fh.write(target.name.encode() + b"\n")
+    barrier()
     return target
 
 
@@ -108,25 +92,6 @@ def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
 def write_final(out: Path, policy: Any, processor: Any) -> Path:
     """``final/``: a plain Thinker (LoRA merged) + processor, replaced atomically."""
     target = out / "final"
-    tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=out))
-    try:
+    with atomic_dir(target) as tmp:
         save_policy(policy, processor, tmp, merge_lora=True)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    os.replace(tmp, path)
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()

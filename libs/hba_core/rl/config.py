@@ -39,7 +39,11 @@ class GrpoConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm")
     clip_eps: float = _opt(0.2, "clip range epsilon of the surrogate (Eq. 2)")
     beta: float = _opt(0.0, "KL weight against the frozen initial policy (paper: 0)")
-    estimator: str = _opt("grpo", "advantage estimator: grpo (group-normalised) or rloo (leave-one-out)")
+    estimator: str = _opt(
+        "grpo",
+        "advantage estimator: grpo (group-normalised), rloo (leave-one-out) or harpo (OmniSapiens 2.0: GRPO "
+        "rebalanced across tasks and prompts, its EMA state checkpointed)",
+    )
     adv_eps: float = _opt(1e-6, "epsilon of the GRPO advantage denominator (Eq. 1)")
     max_prompt_tokens: int = _opt(4096, "longer prompts are an error naming the sample (never cut)")
     max_new_tokens: int = _opt(4096, "maximum response length")
@@ -48,8 +52,9 @@ class GrpoConfig:
     top_p: float = _opt(1.0, "rollout nucleus sampling threshold")
     template: str | None = _opt(
         None,
-        "prompt template file with a {problem} placeholder (default: the think "
-        "instruction of App. B.2; literal braces doubled: \\boxed{{ }})",
+        "prompt template: think (default: the <think> + boxed instruction of App. B.2), no_thinking (answer "
+        "directly in a box; the format reward then gives at most 0.5), or a file with a {problem} placeholder "
+        "(literal braces doubled: \\boxed{{ }})",
     )
     data_root: str | None = _opt(None, "media paths are relative to this (default: the train file's folder)")
     val_every: int = _opt(5, "validate every N steps")
@@ -62,6 +67,12 @@ class GrpoConfig:
     lora_alpha: int = _opt(64, "LoRA alpha (scale = alpha / r)")
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward (needed for 7B at 4k tokens)")
     deepspeed: str | None = _opt(None, "zero2 or a DeepSpeed JSON config, ZeRO stage <= 2 (launch with `deepspeed`)")
+    report_to: str = _opt("none", "also log the metrics lines to: none, tensorboard (OUT/tensorboard) or wandb")
+    reward: str = _opt(
+        "paper",
+        "reward by name (registry.toml [rewards]): paper (Eq. 5), reference (the reference's human_behaviour.py) "
+        "or harpo (its human_behaviour_harpo.py: 0.8 acc or similarity + 0.2 format + overlong penalty)",
+    )
     reward_weights: dict[str, float] = _opt(
-        {}, "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, format, similarity)"
+        {}, "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, format, similarity; --reward paper only)"
     )

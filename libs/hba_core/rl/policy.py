@@ -16,6 +16,7 @@ import torch
 from hba_core.errors import InputError
 from hba_core.rl import checkpoint as ckpt
 from hba_core.rl.config import GrpoConfig
+from hba_core.rl.harpo import HarpoState
 from hba_core.rl.rollout import HFGenerateEngine, RolloutEngine, VLLMEngine
 
 
@@ -24,7 +25,7 @@ class Policy:
 
     def __init__(self, config: GrpoConfig, *, world_size: int = 1):
         from hba_core.model.backbone import LoraSettings, add_lora, load_lora, load_processor
-        from hba_core.model.collate import Collator, MediaSettings, think_template
+        from hba_core.model.collate import Collator, MediaSettings
 
         self.config = config
         cuda = torch.cuda.is_available()
@@ -44,6 +45,7 @@ class Policy:
         self.eos_id, self.pad_id = tok.eos_token_id, tok.pad_token_id
         model = _load_init(config.init, dtype)
         self.resume_from = ckpt.latest_checkpoint(Path(config.out))
+        self.harpo = HarpoState()  # HARPO's per-task EMAs: saved in every checkpoint, restored on resume
         if config.lora:
             model = (
                 load_lora(model, str(self.resume_from / "policy"))
@@ -52,6 +54,9 @@ class Policy:
             )
         elif self.resume_from:
             model = _load_init(str(self.resume_from / "policy"), dtype)
+        # Rollouts, pi_old and pi_theta must be one network: with dropout (LoRA's 0.05 among others) the
+        # ratio pi_theta / pi_old strays from 1 with no update at all, and the clipped loss trains on noise.
+        disable_dropout(model)
         for name, p in model.named_parameters():  # the encoders stay frozen: RL trains the decoder
             if ".audio_tower." in f".{name}" or ".visual." in f".{name}":
                 p.requires_grad_(False)
@@ -73,10 +78,7 @@ class Policy:
             self.engine, self.optimizer, _, _ = deepspeed.initialize(
                 model=model, optimizer=self.optimizer, config=ds_config
             )
-        template = Path(config.template).read_text(encoding="utf-8") if config.template else think_template()
-        if "{problem}" not in template:
-            raise InputError(config.template or "template", "the template has no {problem} placeholder")
-        self.template = template
+        self.template = load_template(config.template)
         root = config.data_root or str(Path(config.train).resolve().parent)
         self.media = MediaSettings(data_root=root)
         self.collate = Collator(self.processor, self.media, targets=False)  # validation batches
@@ -126,6 +128,53 @@ class Policy:
         return float(norm)
 
 
+TEMPLATES = ("think", "no_thinking")  # rl/templates/<name>.txt
+
+
+def load_template(name_or_path: str | None) -> str:
+    """A prompt template by name (``think``, the default: App. B.2's <think>/\\boxed{} instruction;
+    ``no_thinking``: the reference's answer-directly instruction) or from a file; a ``str.format`` string
+    with a ``{problem}`` placeholder (literal braces doubled).
+
+    >>> load_template("no_thinking").format(problem="Is the speaker sarcastic?").splitlines()[0]
+    'Is the speaker sarcastic?'
+    """
+    from importlib import resources
+
+    name = name_or_path or "think"
+    if name in TEMPLATES:
+        text = resources.files("hba_core.rl").joinpath(f"templates/{name}.txt").read_text(encoding="utf-8")
+    elif Path(name).is_file():
+        text = Path(name).read_text(encoding="utf-8")
+    else:
+        raise InputError("--template", f"{name!r} is neither a template name ({', '.join(TEMPLATES)}) nor a file")
+    if "{problem}" not in text:
+        raise InputError(name, "the template has no {problem} placeholder")
+    return text.rstrip("\n")
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Switch off every dropout of ``model`` in place, as torchtune's ``disable_dropout`` does for its GRPO
+    recipe; returns how many were on. Covers ``nn.Dropout`` modules (LoRA's ``lora_dropout`` included) and
+    the float rates that transformers' attention and encoder layers pass to the functional dropout.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    >>> disable_dropout(net), net[1].p
+    (1, 0.0)
+    """
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            switched += module.p > 0
+            module.p = 0.0
+        for attr in ("dropout", "attention_dropout", "activation_dropout"):
+            rate = getattr(module, attr, None)
+            if isinstance(rate, float):
+                switched += rate > 0
+                setattr(module, attr, 0.0)
+    return int(switched)
+
+
 def media_token_ids(processor: Any) -> list[int]:
     """Media placeholder and boundary token ids: a response must not contain them (the Thinker's forward
     pass and its 3-D rope positions read them as audio/image/video segments)."""
@@ -143,36 +192,25 @@ def media_token_ids(processor: Any) -> list[int]:
 
 
 def deepspeed_config(config: GrpoConfig, world_size: int) -> dict[str, Any]:
-    """The shipped ZeRO-2 config (``zero2``) or a JSON file, with the run's batch sizes filled in.
+    """The shared DeepSpeed builder (:mod:`hba_core.training.deepspeed`) with ZeRO stage at most 2.
 
     ZeRO-3 is refused: its sharded weights would make every decoding step of the rollouts gather the
     whole model, and saving the policy would need a gather too. ZeRO-2 (+ LoRA or activation
-    checkpointing) fits the 7B Thinker on 80-141 GB GPUs.
+    checkpointing) fits the 7B Thinker on 80-141 GB GPUs. Accumulation is unmanaged: the loop decides
+    where a mini-batch ends.
     """
-    from importlib import resources
+    from hba_core.training.deepspeed import deepspeed_config as build
 
-    name = config.deepspeed
-    if name == "zero2":
-        text = resources.files("hba_core.rl").joinpath("deepspeed/zero2.json").read_text()
-    else:
-        path = Path(str(name))
-        if not path.is_file():
-            raise InputError("--deepspeed", f"{name!r} is neither zero2 nor a DeepSpeed JSON file")
-        text = path.read_text()
-    ds = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
-    if ds.get("zero_optimization", {}).get("stage", 0) > 2:
-        raise InputError(
-            "--deepspeed",
-            "ZeRO stage 3 is not supported by hba-grpo (rollouts would gather the "
-            "weights at every token); use zero2, with --lora if memory is short",
-        )
-    ds["train_micro_batch_size_per_gpu"] = config.micro_batch
-    ds["gradient_accumulation_steps"] = 1  # unmanaged: our loop decides where a mini-batch ends
-    ds["managed_gradient_accumulation"] = False
-    ds["gradient_clipping"] = config.max_grad_norm
-    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and torch.cuda.is_available())
-    ds.setdefault("bf16", {})["enabled"] = bf16
-    return ds
+    return build(
+        str(config.deepspeed),
+        micro_batch=config.micro_batch,
+        accumulation=1,
+        max_grad_norm=config.max_grad_norm,
+        bf16=config.dtype == "bfloat16" or (config.dtype == "auto" and torch.cuda.is_available()),
+        max_stage=2,
+        managed_accumulation=False,
+        tool="hba-grpo",
+    )
 
 
 def _processor_source(init: str) -> str:

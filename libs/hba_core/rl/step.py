@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
+from hba_core import registry
 from hba_core.answers import extract_boxed, has_think
 from hba_core.errors import HbaError, InputError
 from hba_core.rl.advantages import compute_advantages
 from hba_core.rl.loss import clipped_surrogate_loss
 from hba_core.rl.policy import Policy
 from hba_core.rl.rollout import PromptBatch, SamplingConfig, response_tensors
+from hba_core.training.distributed import all_gather, launcher_env
 
 # fn(completions, samples) -> {"total": [...], term: [...]}: every key's mean is logged as reward_<key>.
 log = logging.getLogger(__name__)
@@ -141,25 +143,31 @@ def build_micro_batches(policy: Policy, rollouts: Rollouts, advantages: torch.Te
     return micro
 
 
-def response_logp(module: Any, mb: MicroBatch) -> torch.Tensor:
+def response_logp(module: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
+    """Log-probs (B, R) of the micro-batch's responses at the sampling temperature (pi_old, pi_theta, pi_ref)."""
     from hba_core.model.omnisapiens import response_logprobs
 
-    return response_logprobs(module, mb.inputs, mb.response_ids, mb.response_mask)  # (B, R)
+    return response_logprobs(module, mb.inputs, mb.response_ids, mb.response_mask, temperature=temperature)
 
 
 @torch.no_grad()
 def fill_reference_logps(policy: Policy, micro: list[MicroBatch], *, old: bool) -> None:
-    """pi_old (the policy as it sampled) and, with beta > 0, pi_ref log-probs of every response token."""
+    """pi_old (the policy as it sampled) and, with beta > 0, pi_ref log-probs of every response token.
+
+    The policy's dropout is off (:func:`~hba_core.rl.policy.disable_dropout`), so eval mode here and train
+    mode in the updates compute the same network: before the first update pi_theta / pi_old is exactly 1.
+    """
+    temperature = policy.config.temperature
     policy.model.eval()
     for mb in micro:
         if old:
-            mb.old_logp = response_logp(policy.forward_module, mb)
+            mb.old_logp = response_logp(policy.forward_module, mb, temperature)
         if policy.config.beta > 0:
             if policy.ref_model is not None:
-                mb.ref_logp = response_logp(policy.ref_model, mb)
+                mb.ref_logp = response_logp(policy.ref_model, mb, temperature)
             else:
                 with policy.model.disable_adapter():  # LoRA: the base weights are the reference
-                    mb.ref_logp = response_logp(policy.model, mb)
+                    mb.ref_logp = response_logp(policy.model, mb, temperature)
     policy.model.train()
 
 
@@ -185,7 +193,7 @@ def ppo_updates(policy: Policy, micro: list[MicroBatch], *, step_seed: int) -> d
             if not members and policy.engine is None:
                 continue
             for mb in members or micro[:1]:
-                logp = response_logp(policy.forward_module, mb)
+                logp = response_logp(policy.forward_module, mb, cfg.temperature)
                 old = mb.old_logp if mb.old_logp is not None else logp.detach()
                 out = clipped_surrogate_loss(
                     logp,
@@ -212,6 +220,26 @@ def ppo_updates(policy: Policy, micro: list[MicroBatch], *, step_seed: int) -> d
     return summary
 
 
+def step_advantages(policy: Policy, total: torch.Tensor, prompts: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """Advantages (P, G) of this rank's rewards ``total`` (P, G) for its ``prompts`` (P,).
+
+    HARPO rebalances across tasks with a running state, which must be the same on every rank: the ranks'
+    rewards and tasks are gathered, HARPO runs on the whole step's batch (in rank order, as one process
+    would see it), and each rank keeps its own rows. GRPO and RLOO are per prompt and need no gathering.
+    """
+    cfg = policy.config
+    if cfg.estimator != "harpo":
+        return compute_advantages(total, cfg.estimator, cfg.adv_eps)
+    tasks = [registry.dataset(s["dataset"]).task.code for s in prompts]
+    gathered = all_gather((total.tolist(), tasks))  # [(rewards, tasks)] in rank order; [ours] in one process
+    rank = launcher_env()[0] if len(gathered) > 1 else 0
+    offset = sum(len(names) for _, names in gathered[:rank])
+    every = torch.tensor([row for rows, _ in gathered for row in rows], dtype=total.dtype)  # (P_all, G)
+    names = [name for _, names in gathered for name in names]
+    advantages = compute_advantages(every, "harpo", tasks=names, harpo_state=policy.harpo)
+    return advantages[offset : offset + total.shape[0]]
+
+
 def train_step(
     policy: Policy, prompts: list[dict[str, Any]], step: int, reward_fn: RewardFn, world: int = 1
 ) -> dict[str, Any]:
@@ -219,11 +247,11 @@ def train_step(
     cfg = policy.config
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     rollouts = generate_rollouts(policy, prompts, sampling, cfg.group_size, cfg.rollout_batch)
-    if not rollouts.samples:
-        raise InputError(f"step {step}", f"every prompt was skipped: {rollouts.skipped[:3]}")
+    if not rollouts.samples:  # every prompt's media failed: skipped and counted, as a single prompt is
+        return _skipped_step(policy, step, rollouts.skipped, world)
     rewards = reward_fn(rollouts.texts, rollouts.samples)
     total = torch.tensor(rewards["total"], dtype=torch.float32).view(-1, cfg.group_size)  # (P, G)
-    advantages = compute_advantages(total, cfg.estimator, cfg.adv_eps).view(-1)  # (P*G,)
+    advantages = step_advantages(policy, total, rollouts.samples[:: cfg.group_size]).view(-1)  # (P*G,)
     micro = build_micro_batches(policy, rollouts, advantages, cfg.group_size)
     n_prompts = total.shape[0]
     single_update = cfg.ppo_epochs == 1 and cfg.mini_batch >= cfg.prompts_per_step
@@ -247,16 +275,35 @@ def train_step(
     return _reduce_metrics(line, world)
 
 
+def _skipped_step(policy: Policy, step: int, skipped: list[tuple[str, str]], world: int) -> dict[str, Any]:
+    """The step of a rank left without any prompt: in one process a line with the counts and no update.
+
+    Across processes the others' collective backward passes would wait for this rank, and ZeRO needs a
+    real batch to join them; there is none, so this is an error naming the samples.
+    """
+    if world > 1:
+        ids = ", ".join(sample_id for sample_id, _ in skipped[:3])
+        raise InputError(
+            f"step {step + 1}",
+            f"every prompt of rank {torch.distributed.get_rank()} was skipped (undecodable media: {ids}); "
+            "fix or remove those samples",
+        )
+    log.warning("step %d: every prompt was skipped (%d), no update", step + 1, len(skipped))
+    return {"step": step + 1, "prompts": 0, "responses": 0, "skipped": len(skipped)}
+
+
 def _reduce_metrics(line: dict[str, Any], world: int) -> dict[str, Any]:
-    """Averages (sums for counts) over ranks; identity in one process."""
+    """Averages (sums for counts) over the ranks that have a value; identity in one process."""
     if world == 1:
         return line
     lines: list[Any] = [None] * world
     torch.distributed.all_gather_object(lines, line)
     sums = {"prompts", "responses", "skipped", "rollout_tokens_per_s", "train_tokens_per_s"}
-    merged = dict(line)
-    for key, value in line.items():
+    merged: dict[str, Any] = {}
+    for other in lines:  # a rank whose prompts were all skipped has only the counts
+        merged.update({k: v for k, v in other.items() if k not in merged})
+    for key, value in list(merged.items()):
         if isinstance(value, (int, float)) and key != "step":
-            values = [float(other.get(key, 0.0)) for other in lines]
-            merged[key] = type(value)(sum(values)) if key in sums else sum(values) / world
+            values = [float(other[key]) for other in lines if key in other]
+            merged[key] = type(value)(sum(values)) if key in sums else sum(values) / len(values)
     return merged

@@ -9,8 +9,10 @@ the newest one: same data order, same RNG, same weights and optimizer state); ev
 steps greedy generation on the validation samples, scored with the rewards and with :mod:`hba_core.scoring`
 (the metrics of hba-score). At the end, ``final/`` holds the Thinker + processor for hba-predict.
 
-Runs in one process (CPU or one GPU) or under ``deepspeed --num_gpus N`` (ZeRO-2 config shipped in
-``hba_core/rl/deepspeed``): each rank takes every N-th prompt of a step; DeepSpeed averages gradients.
+Runs in one process (CPU or one GPU) or under ``deepspeed --num_gpus N`` (the ZeRO-2 config of
+:mod:`hba_core.training.deepspeed`; ZeRO-3 is refused): each rank takes every N-th prompt of a step;
+DeepSpeed averages gradients. Processes, RNG state, checkpoint directories and the metrics log are the
+shared components of :mod:`hba_core.training`, as in hba-sft.
 
 >>> from hba_core.rl.config import GrpoConfig                                      # doctest: +SKIP
 >>> train(GrpoConfig(init="Qwen/Qwen2.5-Omni-7B", train="train.jsonl", out="runs/rl"))  # doctest: +SKIP
@@ -29,37 +31,35 @@ from typing import Any
 
 import torch
 
+from hba_core import registry
 from hba_core.errors import InputError
-from hba_core.jsonl import atomic_output, iter_jsonl, write_jsonl
-from hba_core.rewards import grpo_rewards
+from hba_core.jsonl import atomic_output, iter_jsonl
+from hba_core.rewards import training_reward
 from hba_core.rl import checkpoint as ckpt
 from hba_core.rl.config import GrpoConfig
 from hba_core.rl.policy import Policy
 from hba_core.rl.step import RewardFn, train_step
+from hba_core.sample_checks import require_sample, where_of
 from hba_core.samples import iter_samples
+from hba_core.threads import configure_torch_threads
+from hba_core.training.distributed import all_gather, init_distributed, shutdown_distributed
+from hba_core.training.metrics_log import SINKS, MetricsLog
+from hba_core.training.state import rng_state, set_rng_state
 
 METRICS = "metrics.jsonl"
 
 
-def default_reward(weights: dict[str, float]) -> RewardFn:
-    """Eq. 5 against each sample's gold ``answer``: ``{"total", "accuracy", "format", "similarity"}``."""
-
-    def reward(completions: list[str], samples: list[dict[str, Any]]) -> dict[str, list[float]]:
-        rows = grpo_rewards(completions, [s["answer"] for s in samples], weights=weights)
-        return {
-            "total": [r.total for r in rows],
-            "accuracy": [r.accuracy for r in rows],
-            "format": [r.format for r in rows],
-            "similarity": [r.similarity for r in rows],
-        }
-
-    return reward
+def default_reward(weights: dict[str, float], name: str = "paper") -> RewardFn:
+    """The reward ``name`` (``--reward``) against each sample's gold ``answer`` and ``dataset``:
+    ``{"total", "accuracy", "format", "similarity"}`` (harpo adds ``overlong``)."""
+    return training_reward(name, weights)
 
 
 def load_prompts(path: str) -> list[dict[str, Any]]:
     """GRPO samples: every one needs a non-empty string ``answer`` (all problems reported at once)."""
     samples, problems = [], []
-    for line, sample in iter_samples(path):
+    for line, sample in iter_samples(path, media=True):
+        require_sample(sample, where_of(path, line, sample))
         if not (isinstance(sample.get("answer"), str) and sample["answer"].strip()):
             problems.append(f"{path}:{line} ({sample['id']})")
         samples.append(sample)
@@ -100,10 +100,13 @@ def check_config(config: GrpoConfig) -> None:
         raise InputError(
             "--mini-batch", f"{config.mini_batch} does not divide --prompts-per-step {config.prompts_per_step}"
         )
-    if config.estimator not in ("grpo", "rloo"):
-        raise InputError("--estimator", f"unknown estimator {config.estimator!r}; valid: grpo, rloo")
+    if config.estimator not in registry.estimators():
+        unknown = registry.UnknownNameError("advantage estimator", config.estimator, registry.estimators())
+        raise InputError("--estimator", str(unknown))
     if config.beta < 0 or not 0 < config.clip_eps < 1:
         raise InputError("--beta/--clip-eps", "need beta >= 0 and 0 < clip-eps < 1")
+    if config.report_to not in SINKS:
+        raise InputError("--report-to", f"unknown sink {config.report_to!r}; valid: {', '.join(SINKS)}")
 
 
 def train(
@@ -113,7 +116,9 @@ def train(
 ) -> Path:
     """Run (or resume) GRPO; returns the ``final/`` model directory."""
     check_config(config)
-    rank, world = _distributed()
+    dist = init_distributed()
+    configure_torch_threads(workers=0)  # rollouts decode media in this process
+    rank, world = dist.rank, dist.world_size
     out = Path(config.out)
     train_samples = load_prompts(config.train)
     val_samples = load_prompts(config.val)[: config.val_limit] if config.val else []
@@ -122,7 +127,7 @@ def train(
             config.train,
             f"{len(train_samples)} samples, fewer than --prompts-per-step {config.prompts_per_step}; lower it",
         )
-    reward_fn = reward_fn or default_reward(config.reward_weights)
+    reward_fn = reward_fn or default_reward(config.reward_weights, config.reward)
     torch.manual_seed(config.seed + rank)
     policy = Policy(config, world_size=world)  # loads the newest checkpoint of `out` when there is one
     start = 0
@@ -133,21 +138,23 @@ def train(
             policy.engine.load_checkpoint(str(policy.resume_from / "deepspeed"), tag="state")
         else:
             policy.optimizer.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"][rank])
+        set_rng_state(state["rng"][rank])
+        policy.harpo.load_state_dict(state.get("harpo", {}))  # HARPO's EMAs resume exactly (empty otherwise)
         if rank == 0:
             log(f"resuming from {policy.resume_from} (step {start})")
     steps = total_steps(config, len(train_samples))
+    metrics = MetricsLog(out / METRICS, main=rank == 0, report_to=config.report_to, project="hba-grpo")
     if rank == 0:
         _write_run_config(out, config)
-        _keep_metrics_until(out / METRICS, start)  # lines logged after the checkpoint are redone
+    metrics.start(resume_step=start)  # lines logged after the checkpoint are redone
     for step in range(start, steps):
         prompts = step_prompts(train_samples, step, config.prompts_per_step, config.seed)[rank::world]
         line = train_step(policy, prompts, step, reward_fn, world=world)
         policy.rollout.sync_weights(policy.model)  # the next rollouts sample from the updated policy
         if val_samples and (step + 1) % config.val_every == 0:
             line.update(validate(policy, val_samples[rank::world], reward_fn, world))
+        metrics.log(line)
         if rank == 0:
-            _append_metrics(out / METRICS, line)
             log(_summary(line, steps))
         if (step + 1) % config.save_every == 0 or step + 1 == steps:
             _save(policy, out, step + 1, rank, world)
@@ -155,7 +162,7 @@ def train(
     if rank == 0:
         final = ckpt.write_final(out, policy.model, policy.processor)
         log(f"final model: {final}")
-    ckpt._barrier()
+    shutdown_distributed()  # cleanup: every rank waits for the final model; an open gloo/shm group can abort at exit
     return final
 
 
@@ -167,6 +174,7 @@ def validate(policy: Policy, samples: list[dict[str, Any]], reward_fn: RewardFn,
     texts: list[str] = []
     kept: list[dict[str, Any]] = []
     start = time.perf_counter()
+    policy.model.eval()  # validation generates as evaluation does; train() again below
     for i in range(0, len(samples), policy.config.rollout_batch):
         chunk = [policy.prompt(s) for s in samples[i : i + policy.config.rollout_batch]]
         for group in _by_signature(chunk):
@@ -211,12 +219,8 @@ def _by_signature(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _save(policy: Policy, out: Path, step: int, rank: int, world: int) -> None:
-    rng = [ckpt.rng_state()]
-    if world > 1:
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, rng[0])
-        rng = gathered
-    state: dict[str, Any] = {"step": step, "rng": rng}
+    state: dict[str, Any] = {"step": step, "rng": all_gather(rng_state())}  # every rank's CPU + CUDA RNG
+    state["harpo"] = policy.harpo.state_dict()  # identical on every rank (computed on the gathered batch)
     if policy.engine is None:
         state["optimizer"] = policy.optimizer.state_dict()
     ckpt.write_checkpoint(
@@ -228,18 +232,6 @@ def _save(policy: Policy, out: Path, step: int, rank: int, world: int) -> None:
         deepspeed_engine=policy.engine,
         is_main=rank == 0,
     )
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by deepspeed/torchrun."""
-    import os
-
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
-        return 0, 1
-    import deepspeed
-
-    deepspeed.init_distributed()
-    return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
 def _write_run_config(out: Path, config: GrpoConfig) -> None:
@@ -260,20 +252,9 @@ def _write_run_config(out: Path, config: GrpoConfig) -> None:
         fh.write(json.dumps(rc, indent=2).encode() + b"\n")
 
 
-def _keep_metrics_until(path: Path, step: int) -> None:
-    if path.exists():
-        rows = [row for _, row in iter_jsonl(path) if int(row.get("step", 0)) <= step]
-        write_jsonl(path, rows)
-
-
-def _append_metrics(path: Path, line: dict[str, Any]) -> None:
-    from hba_core.jsonl import dumps_line
-
-    with open(path, "ab") as fh:
-        fh.write(dumps_line(line))
-
-
 def _summary(line: dict[str, Any], steps: int) -> str:
+    if "reward" not in line:  # every prompt of the step was skipped
+        return f"step {line['step']}/{steps} | skipped: no prompt had decodable media ({line['skipped']} prompts)"
     parts = [f"step {line['step']}/{steps}", f"reward {line['reward']:.3f}"]
     parts += [f"{k.removeprefix('reward_')} {line[k]:.3f}" for k in line if k.startswith("reward_")]
     parts += [
