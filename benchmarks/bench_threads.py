@@ -44,6 +44,7 @@ def sft_cmd(fx: Fixtures, out: Path, workers: int) -> list[str]:
         sys.executable, "-m", "hba_tools.sft", "cls", str(fx.atlas), "--data-root", str(fx.data),
         "--model", str(fx.omni), "-o", str(out), "--micro-batch", "2", "--batch-size", "4", "--max-steps", "4",
         "--warmup-steps", "1", "--workers", str(workers), "--no-gradient-checkpointing", "--epochs", "1",
+        "--eval-every", "4",
     ]  # fmt: skip
 
 
