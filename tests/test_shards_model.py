@@ -25,31 +25,6 @@ def shards(fixtures, tmp_path_factory):
     return out / "data"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(fixtures, tmp_path_factory):
-    """A tiny OmniSapiens checkpoint (random LoRA/heads) written with the real save code."""
-    from hba_core.model.backbone import add_lora, load_processor, load_thinker
-    from hba_core.model.checkpoint import run_config, save_checkpoint
-    from hba_core.model.heads import default_label_space
-    from hba_core.model.omnisapiens import OmniSapiens
-
-    torch.manual_seed(0)
-    model = OmniSapiens(add_lora(load_thinker(str(fixtures.omni))), default_label_space())
-    config = run_config(
-        tool="hba-sft",
-        stage="cls",
-        base_model=str(fixtures.omni),
-        init=None,
-        label_space=model.label_space,
-        datasets=["cremad"],
-        options={},
-        seed=0,
-    )
-    out = tmp_path_factory.mktemp("ckpt") / "best"
-    save_checkpoint(model, out, config, processor=load_processor(str(fixtures.omni)))
-    return out
-
-
 def _predict(model, samples, out, root, *extra):
     from hba_tools.predict import main
 
