@@ -26,7 +26,11 @@ def _api_key(env_name: str, base_url: str | None) -> str:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--truth", type=click.Path(dir_okay=False, allow_dash=True), help="Samples JSONL (FILE or -).")
+@click.option(
+    "--truth",
+    type=click.Path(allow_dash=True),
+    help="Samples: JSONL (FILE or -), a Parquet shard, a quoted glob or a release folder.",
+)
 @click.option("--pred", type=click.Path(dir_okay=False, allow_dash=True), help="Predictions JSONL (id, prediction).")
 @click.option(
     "--out",
