@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 
-from hba_core import schemas
-from hba_core.answers import answer_span, strip_think
 from hba_core.errors import InputError
 from hba_core.jsonl import PathLike, ResumableWriter
 from hba_core.model import checkpoint as ckpt
@@ -41,6 +39,7 @@ from hba_core.model.reference import find_reference_checkpoint, load_reference_c
 from hba_core.model.source import locate, looks_like_hub_id
 from hba_core.sample_checks import sample_problem, where_of
 from hba_core.samples import iter_samples
+from hba_core.served import checked_row, generated_row, think_prediction  # noqa: F401 - think_prediction: API
 from hba_core.threads import configure_torch_threads
 from hba_core.training.distributed import Distributed
 
@@ -163,17 +162,6 @@ def load_predictor(
     return Predictor(name_or_path, thinker, load_processor(name_or_path, flag="--model"))
 
 
-def think_prediction(text: str) -> str | None:
-    """The prediction of a ``--template think`` reply: the answer span hba-score reads (reasoning stripped
-    first, so a box inside ``<think>`` is no answer), else the text after the reasoning; None when empty.
-
-    >>> think_prediction(r"<think>\\boxed{anger}</think> I cannot tell.")
-    'I cannot tell.'
-    """
-    span = answer_span(text)
-    return (span if span is not None else strip_think(text)) or None
-
-
 def predict_batch(
     predictor: Predictor,
     batch: Batch,
@@ -198,20 +186,12 @@ def predict_batch(
         with _bam_decoder(predictor, batch, samples or {}):
             texts = generate(predictor.thinker, batch, predictor.tokenizer, max_new_tokens=max_new_tokens)
     for i, sample_id in enumerate(batch.ids):
-        row: dict[str, Any] = {"id": sample_id, "dataset": batch.datasets[i], "model": predictor.name, "mode": mode}
-        if i in classified:
-            row["prediction"], row["probs"] = classified[i]
-        else:
-            text = texts[i]
-            if template == "think":
-                row["prediction"] = think_prediction(text)
-                row["raw_output"] = text
-            else:
-                row["prediction"] = text.strip() or None
-        problems = schemas.errors(row, "prediction")
-        if problems:
-            raise ValueError(f"prediction row does not match its schema: {problems}")
-        rows.append(row)
+        if i not in classified:
+            rows.append(generated_row(sample_id, batch.datasets[i], predictor.name, texts[i], template, mode=mode))
+            continue
+        label, probs = classified[i]
+        row = {"id": sample_id, "dataset": batch.datasets[i], "model": predictor.name, "mode": mode}
+        rows.append(checked_row({**row, "prediction": label, "probs": probs}))
     return rows
 
 

@@ -70,19 +70,41 @@ class ReplyCache:
         self._db.close()
 
 
-def prediction_row(sample: dict[str, Any], model: str, text: str, template: str | None) -> dict[str, Any]:
-    """A generate row exactly as local hba-predict writes it."""
-    row: dict[str, Any] = {"id": sample["id"], "dataset": sample["dataset"], "model": model, "mode": "generate"}
-    if template == "think":  # the scorer's own answer span: a box inside <think> is no answer
-        span = answer_span(text)
-        row["prediction"] = (span if span is not None else strip_think(text)) or None
-        row["raw_output"] = text
-    else:
-        row["prediction"] = text.strip() or None
+def think_prediction(text: str) -> str | None:
+    """The prediction of a ``--template think`` reply: the answer span hba-score reads (reasoning stripped
+    first, so a box inside ``<think>`` is no answer), else the text after the reasoning; None when empty.
+
+    >>> think_prediction(r"<think>\\boxed{anger}</think> I cannot tell.")
+    'I cannot tell.'
+    """
+    span = answer_span(text)
+    return (span if span is not None else strip_think(text)) or None
+
+
+def checked_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` when it matches schemas/prediction.schema.json; a bug otherwise."""
     problems = schemas.errors(row, "prediction")
     if problems:
         raise ValueError(f"prediction row does not match its schema: {problems}")
     return row
+
+
+def generated_row(
+    sample_id: str, dataset: str, model: str, text: str, template: str | None, *, mode: str = "generate"
+) -> dict[str, Any]:
+    """The prediction row of generated ``text``: the one builder of local and served hba-predict."""
+    row: dict[str, Any] = {"id": sample_id, "dataset": dataset, "model": model, "mode": mode}
+    if template == "think":
+        row["prediction"] = think_prediction(text)
+        row["raw_output"] = text
+    else:
+        row["prediction"] = text.strip() or None
+    return checked_row(row)
+
+
+def prediction_row(sample: dict[str, Any], model: str, text: str, template: str | None) -> dict[str, Any]:
+    """A generate row exactly as local hba-predict writes it."""
+    return generated_row(sample["id"], sample["dataset"], model, text, template)
 
 
 def read_samples(samples: PathLike) -> tuple[list[dict[str, Any]], list[str]]:
