@@ -16,7 +16,7 @@ test *ARGS: lint
 test-all *ARGS: lint
     OMP_NUM_THREADS=1 python -m pytest -n 2 -q -m "" --doctest-modules libs tools tests {{ARGS}}
 
-# Build the offline fixtures: tiny Qwen2.5-Omni, tiny whisper, face clips, fixture atlas
+# Build the offline fixtures: tiny Qwen2.5-Omni, tiny whisper, the tiny baselines (Qwen2.5-VL, Gemma 3, Qwen2-Audio, causal LM), face clips, fixture atlas
 fixtures:
     python -m hba_core.fixtures {{fixtures_dir}}
 
@@ -25,7 +25,7 @@ lint:
     ruff check libs tools tests benchmarks
     ruff format --check libs tools tests benchmarks
 
-# The whole pipeline end to end on the mini profile (CPU, ~2 min): convert -> sft -> predict -> judge -> score table + heatmap
+# The whole pipeline end to end on the mini profile (CPU, about 2 minutes): convert -> sft -> predict -> judge -> score table + heatmap
 demo *ARGS:
     bash recipes/demo.sh FIXTURES={{fixtures_dir}} {{ARGS}}
 
@@ -92,7 +92,7 @@ bench-score *ARGS:
 bench-convert *ARGS:
     python benchmarks/bench_convert.py {{ARGS}}
 
-# hba-judge: throughput against a local server with 100 ms latency, and a fully cached re-run
+# hba-judge: share of the bound and client CPU ms/judgment at 8/32/64 in flight (100 ms server), cached re-run
 bench-judge *ARGS:
     python benchmarks/bench_judge.py {{ARGS}}
 
@@ -104,9 +104,16 @@ bench-collate *ARGS: fixtures
 bench-grpo *ARGS: fixtures
     python benchmarks/bench_grpo.py --fixtures {{fixtures_dir}} {{ARGS}}
 
-# GPU only: full-size random-weight Thinker, SFT step throughput, MFU, memory; predict samples/s
-bench-gpu *ARGS:
+# GPU only, every GPU benchmark (not in `bench`): bench-sft-gpu, then bench-predict-gpu
+bench-gpu: bench-sft-gpu bench-predict-gpu
+
+# GPU only: full-size random-weight Thinker, SFT step throughput, MFU, memory; heads-mode predict samples/s
+bench-sft-gpu *ARGS:
     python benchmarks/bench_sft_gpu.py {{ARGS}}
+
+# GPU only: hba-predict --mode generate samples/s, Qwen2.5-VL-7B-sized random weights in bf16; vLLM too when installed
+bench-predict-gpu *ARGS:
+    python benchmarks/bench_predict_gpu.py {{ARGS}}
 
 # Descriptors: tool overhead vs MediaPipe/OpenSMILE directly, --workers 2 vs 1, store vs .pt reads
 bench-descriptors *ARGS:
@@ -124,7 +131,7 @@ bench-release *ARGS: fixtures
 bench-threads *ARGS: fixtures
     python benchmarks/bench_threads.py --fixtures {{fixtures_dir}} {{ARGS}}
 
-# Served prediction (hba-predict --endpoint) against a loopback server with 100 ms latency, concurrency 8/32/64
+# Served prediction (hba-predict --endpoint), 100 ms server: share of the bound and client CPU ms/sample at 8/32/64
 bench-served *ARGS:
     python benchmarks/bench_served.py {{ARGS}}
 

@@ -1,9 +1,11 @@
 """hba-judge throughput against a local OpenAI-compatible server with 100 ms latency per request.
 
 Measures (1) judgments per second at 8 / 32 / 64 in flight against the bound concurrency / latency, with
-the client's CPU time per judgment; (2) a fully cached re-run of 10,000 judgments (in process, and the
-whole `hba-judge` command); (3) the import time of `hba_tools.judge` and which heavy modules a cached
-re-run loads. The server (tests/openai_server.py) runs in its own process.
+the client's CPU time per judgment (process CPU time of the client process only, which the machine's load
+distorts far less than wall-clock) and the share of the bound that CPU alone allows; (2) a fully cached
+re-run of 10,000 judgments (in process, and the whole `hba-judge` command); (3) the import time of
+`hba_tools.judge` and which heavy modules a cached re-run loads. The server (tests/openai_server.py)
+runs in its own process.
 
 `--before DIR` measures another source tree as well (DIR/libs holding hba_core, DIR/tools holding
 hba_tools, e.g. `git archive HEAD libs tools schemas | tar -x -C DIR`), alternating the two in one run
@@ -30,7 +32,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY = 0.1
 FREE = ("siq2", "intentqa", "mimeqa")
-HEAVY = ("jsonschema", "openai", "httpx2", "httpx", "asyncio")
+HEAVY = ("jsonschema", "aiohttp", "openai", "httpx2", "httpx", "asyncio")
+
+
+def cpu_alone_share(cpu_s_per_request: float, bound_per_s: float) -> float:
+    """The share of the concurrency bound the client's own CPU allows: 1 / (CPU s per request x bound rate)."""
+    return 1.0 / (cpu_s_per_request * bound_per_s)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -100,8 +116,9 @@ def worker(args: argparse.Namespace) -> None:
         out = []
         for c in args.levels:
             n = c * args.per_slot
+            server = process_cpu_s(args.server_pid)
             elapsed, cpu = run(folder, args.url, f"c{c}-{os.getpid()}", n, c, None)
-            out.append({"c": c, "n": n, "s": elapsed, "cpu": cpu})
+            out.append({"c": c, "n": n, "s": elapsed, "cpu": cpu, "server": process_cpu_s(args.server_pid) - server})
         print(json.dumps(out))
     else:  # cached
         cache = folder / f"cache-{args.label}.sqlite"
@@ -165,6 +182,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per tree [2, 1 with --quick]")
     parser.add_argument("--worker", choices=["levels", "cached"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--label", default="after", help=argparse.SUPPRESS)
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[8, 32, 64])
@@ -194,7 +212,7 @@ def main() -> None:
             folder = Path(tmp)
             print(f"server {url}, latency {LATENCY * 1000:.0f} ms per request; cpu cores {os.cpu_count()}")
             print(f"load average at start: {load_start[0]:.2f} (1 min), {load_start[1]:.2f} (5 min)")
-            common = ["--url", url, "--folder", tmp, "--per-slot", str(args.per_slot)]
+            common = ["--url", url, "--folder", tmp, "--per-slot", str(args.per_slot), "--server-pid", str(proc.pid)]
             common += ["--levels", ",".join(map(str, args.levels))]
             parts = set(args.parts.split(","))
             results: dict[str, list[dict]] = {label: [] for label, _ in trees}
@@ -203,19 +221,27 @@ def main() -> None:
                     results[label] += _sub(["--worker", "levels", *common], tree)  # type: ignore[arg-type]
             print(
                 f"\n{'tree':>6} {'concurrency':>11} {'judgments':>9} {'seconds':>8} {'judg/s':>8} {'bound/s':>8} "
-                f"{'of bound':>8} {'client CPU ms/judgment':>23}   (median of {rounds})"
+                f"{'of bound':>8} {'client CPU ms/judgment':>23} {'client CPU alone allows':>24} {'server CPU ms':>13}"
+                f"   (median of {rounds})"
             )
             for label, _ in trees:
                 for c in args.levels if "levels" in parts else ():
                     runs = [r for r in results[label] if r["c"] == c]
                     seconds = statistics.median(r["s"] for r in runs)
                     cpu = statistics.median(r["cpu"] for r in runs)
+                    server = statistics.median(r.get("server", 0.0) for r in runs)
                     n = runs[0]["n"]
                     rate, bound = n / seconds, c / LATENCY
+                    alone = f"{cpu_alone_share(cpu / n, bound):.2f} x bound"
                     print(
                         f"{label:>6} {c:>11} {n:>9} {seconds:>8.2f} {rate:>8.1f} {bound:>8.0f} {rate / bound:>8.0%} "
-                        f"{1000 * cpu / n:>23.2f}"
+                        f"{1000 * cpu / n:>23.2f} {alone:>24} {1000 * server / n:>13.2f}"
                     )
+            print(
+                "  client CPU alone allows = 1 / (client CPU s per judgment x bound/s): the share of the bound one "
+                "free core for the client would give (load-independent; above 1: the client is not the limit); "
+                "server CPU ms: the loopback server's own CPU per request (10 ms ticks), which shares the machine"
+            )
             print(f"\n{'tree':>6} {'cache run':<34} {'judgments':>9} {'seconds':>8}")
             for label, tree in trees if "cached" in parts else ():
                 cached = _sub(["--worker", "cached", "--label", label, "--cached-n", str(args.cached_n), *common], tree)

@@ -1,16 +1,19 @@
-"""Benchmark hba-score: 1,000,000 predictions over all 16 datasets, end to end, against a plain Python loop.
+"""Benchmark hba-score: 1,000,000 predictions over all 16 datasets, end to end, against the parse floor.
 
-Writes an official-style samples file (no ids: they are derived from content, as for the release)
-and a predictions file into a temp dir, then times in one run, for the truth with ids and without:
+Writes an official-style samples file (no ids: they are derived from content, as for the release),
+the same truth with ids, and a predictions file, then for each truth form alternates ``--repeats`` times:
   floor      - parsing the truth and the predictions with orjson in one process, nothing else
-  end to end - what hba-score does (hba_core.scoring.load_all, judgments, score), in one process and
-               with the truth read by worker processes; printed as a ratio to the floor
-  score/loop - the vectorised metrics against a straightforward per-class Python loop (same numbers)
-with torch/numpy threads pinned to 1, and the load average before and after (the machine is shared).
+  end to end - what hba-score does (hba_core.scoring.load_all, judgments, score) in one process, and
+               with ``--workers N`` also with the truth read by N processes
+and prints medians of wall and CPU seconds (getrusage: the process and its finished children), end to
+end / floor against the 1.5x target (issue 18.5), and the sha256 of the JSON report, asserted equal
+from every reader (the block readers and the general ones that build a dict per row). Also: the
+vectorised metrics against a straightforward per-class Python loop (same numbers). OMP/MKL threads
+are pinned to 1; the load average is printed before and after (the machine is shared).
 
-    python benchmarks/bench_score.py              # 1,000,000 predictions
-    python benchmarks/bench_score.py --n 100000   # quicker
-    python benchmarks/bench_score.py --keep /tmp/bench-score   # reuse the generated files
+    python benchmarks/bench_score.py                          # 1,000,000 predictions, ~10 min here
+    python benchmarks/bench_score.py --n 100000 --repeats 1   # quicker
+    python benchmarks/bench_score.py --keep /tmp/bench-score  # reuse the generated files
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ for _var in (
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -36,8 +40,11 @@ import orjson  # noqa: E402
 
 from hba_core import registry  # noqa: E402
 from hba_core.answers import extract_label  # noqa: E402
-from hba_core.samples import sample_id  # noqa: E402
+from hba_core.jsonl import iter_jsonl  # noqa: E402
+from hba_core.samples import iter_samples, sample_id  # noqa: E402
 from hba_core.scoring import attach_judgments, load_all, score  # noqa: E402
+from hba_core.scoring.join import _build_truth  # noqa: E402
+from hba_core.scoring.predictions import _align  # noqa: E402
 
 PROBLEM = (
     "<video>\n<audio>\nTranscript: {i} and so I told him that it was fine, really, it was fine. "
@@ -149,27 +156,54 @@ def parse_floor(*paths: Path) -> None:
                 loads(line)
 
 
-def end_to_end(truth_path: Path, preds_path: Path, workers: int) -> tuple[Any, Any]:
+def end_to_end(truth_path: Path, preds_path: Path, workers: int) -> tuple[Any, Any, dict[str, Any]]:
     """What hba-score does: truth and predictions read (in parallel with workers > 1), judgments, the report."""
     truth, (preds,) = load_all(truth_path, [(preds_path, "bench")], workers=workers)
-    free = np.flatnonzero([registry.dataset(n).is_free_text for n in truth.names])
-    rows = np.flatnonzero(np.isin(truth.dataset, free))
-    judged = [(k, {"id": truth.ids[i], "status": "ok", "correct": k % 3 > 0}) for k, i in enumerate(rows, 1)]
-    attach_judgments(preds, judged, truth, "judged")
-    return truth, preds, score(truth, [preds])
+    return truth, preds, _judged_report(truth, preds)
 
 
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the truth reader's workers)."""
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + child.ru_utime + child.ru_stime
+    own, child = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + child.ru_utime + child.ru_stime
+
+
+def report_bytes(report: dict[str, Any]) -> bytes:
+    """The report as ``hba-score --format json`` writes it."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
+def general_path(truth_path: Path, preds_path: Path) -> bytes:
+    """The same report through the general readers (iter_samples, iter_jsonl: every row a dict)."""
+    truth = _build_truth(iter_samples(truth_path), str(truth_path), ())
+    preds = _align("bench", iter_jsonl(preds_path, []), truth, str(preds_path), False, [])
+    return report_bytes(_judged_report(truth, preds))
+
+
+_JUDGED: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # judgments per truth size, built once (not timed)
+
+
+def _judged_report(truth: Any, preds: Any) -> dict[str, Any]:
+    """Judgments of the free-text samples (as hba-score gets them from hba-judge) attached, then the report."""
+    if len(truth.ids) not in _JUDGED:
+        free = np.flatnonzero([registry.dataset(n).is_free_text for n in truth.names])
+        rows = np.flatnonzero(np.isin(truth.dataset, free))
+        _JUDGED[len(truth.ids)] = [
+            (k, {"id": truth.ids[i], "status": "ok", "correct": k % 3 > 0}) for k, i in enumerate(rows, 1)
+        ]
+    attach_judgments(preds, _JUDGED[len(truth.ids)], truth, "judged")
+    return score(truth, [preds])
+
+
+TARGET = 1.5  # issue 18.5: end to end within 1.5x the parse floor (CPU)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="Write the generated files here (reused when present).")
-    parser.add_argument("--workers", type=int, default=2, help="Processes of the parallel truth reader run.")
+    parser.add_argument("--repeats", type=int, default=3, help="Alternating floor / end-to-end runs (medians).")
+    parser.add_argument("--workers", type=int, default=1, help="Also time the truth read by this many processes (> 1).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
@@ -182,21 +216,31 @@ def main() -> None:
         gen_s = time.perf_counter() - t0
         sizes = (truth_path.stat().st_size + preds_path.stat().st_size) / 1e6
         load_before = os.getloadavg()
-        stages: dict[str, tuple[float, float]] = {}
+        runs: dict[str, list[tuple[float, float]]] = {}
 
         def timed(label: str, fn):  # noqa: ANN001
             wall, cpu = time.perf_counter(), _cpu()
             result = fn()
-            stages[label] = (time.perf_counter() - wall, _cpu() - cpu)
+            runs.setdefault(label, []).append((time.perf_counter() - wall, _cpu() - cpu))
             return result
 
+        digests: dict[str, set[str]] = {}
         for form, path in (("with ids", ids_path), ("official", truth_path)):
-            timed(f"floor: orjson parse, truth {form} + preds", lambda p=path: parse_floor(p, preds_path))
-            timed(f"end to end, truth {form}", lambda p=path: end_to_end(p, preds_path, 1))
-            if args.workers > 1:
-                timed(f"end to end, truth {form}, {args.workers} workers", lambda p=path: end_to_end(p, preds_path, 2))
+            for _ in range(args.repeats):  # alternating, so both see the same load
+                timed(f"floor: orjson parse, truth {form} + preds", lambda p=path: parse_floor(p, preds_path))
+                got = timed(f"end to end, truth {form}", lambda p=path: end_to_end(p, preds_path, 1))
+                digests.setdefault(form, set()).add(hashlib.sha256(report_bytes(got[2])).hexdigest())
+                if args.workers > 1:
+                    label = f"end to end, truth {form}, {args.workers} workers"
+                    got = timed(label, lambda p=path: end_to_end(p, preds_path, args.workers))
+                    digests[form].add(hashlib.sha256(report_bytes(got[2])).hexdigest())
+            general = timed(
+                f"general readers (a dict per row), truth {form}", lambda p=path: general_path(p, preds_path)
+            )
+            digests[form].add(hashlib.sha256(general).hexdigest())
         truth, preds, report = end_to_end(ids_path, preds_path, 1)
-        timed("score, vectorised (extract + metrics)", lambda: score(truth, [preds]))
+        for _ in range(args.repeats):
+            timed("score, vectorised (extract + metrics)", lambda: score(truth, [preds]))
         reference = timed("score, per-class Python loop", lambda: loop_metrics(truth, preds))
         load_after = os.getloadavg()
 
@@ -204,23 +248,29 @@ def main() -> None:
     worst = max(abs(ours[name]["value"] - value) for name, value in reference.items())
     assert worst < 1e-9, f"vectorised and loop metrics differ by {worst}"
     assert preds.counts["matched"] == len(truth.ids)
+    assert all(len(d) == 1 for d in digests.values()), f"reports differ between readers: {digests}"
+    stages = {label: tuple(float(np.median([r[k] for r in got])) for k in (0, 1)) for label, got in runs.items()}
     print(
         f"hba-score benchmark: {len(truth.ids):,} predictions over {len(ours)} datasets ({sizes:.0f} MB of JSONL; "
         f"ready in {gen_s:.1f} s); {len(os.sched_getaffinity(0))} usable cores, load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; OMP/MKL threads pinned to 1"
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; OMP/MKL threads pinned to 1; "
+        f"medians of {args.repeats} alternating runs"
     )
-    print(f"{'stage':<52}{'wall s':>9}{'cpu s':>9}")
+    print(f"{'stage':<56}{'wall s':>9}{'cpu s':>9}")
     for label, (wall, cpu) in stages.items():
-        print(f"{label:<52}{wall:>9.2f}{cpu:>9.2f}")
+        print(f"{label:<56}{wall:>9.2f}{cpu:>9.2f}")
     for label in stages:
-        if label.startswith("end to end"):
+        if label.startswith(("end to end", "general")):
             form = "with ids" if "with ids" in label else "official"
             floor = stages[f"floor: orjson parse, truth {form} + preds"]
-            ratio = f"{stages[label][0] / floor[0]:>8.2f}x{stages[label][1] / floor[1]:>8.2f}x"
-            print(f"{label + ' / floor':<52}{ratio}")
+            ratio = stages[label][1] / floor[1]
+            verdict = f"target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}"
+            print(f"{label + ' / floor':<56}{stages[label][0] / floor[0]:>8.2f}x{ratio:>8.2f}x  CPU, {verdict}")
     loop, vec = stages["score, per-class Python loop"], stages["score, vectorised (extract + metrics)"]
-    print(f"{'loop / vectorised scoring':<52}{loop[0] / vec[0]:>8.1f}x{loop[1] / vec[1]:>8.1f}x")
+    print(f"{'loop / vectorised scoring':<56}{loop[0] / vec[0]:>8.1f}x{loop[1] / vec[1]:>8.1f}x")
     print(f"max |vectorised - loop| over datasets: {worst:.1e}")
+    for form, (digest,) in digests.items():
+        print(f"report, truth {form}: identical from every reader, sha256 {digest[:16]}")
 
 
 if __name__ == "__main__":

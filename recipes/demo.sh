@@ -5,7 +5,7 @@
 # free-text tasks are reported as not judged) -> hba-score: the score table and the heatmap.
 # For every tool (descriptors, BAM, GRPO too) run `just table4`.
 #
-# Hardware / time: 2 CPU cores, no GPU, ~2 min. Tiny random models: the numbers mean nothing.
+# Hardware / time: 2 CPU cores, no GPU, about 2 minutes. Tiny random models: the numbers mean nothing.
 # Example:
 #   bash recipes/demo.sh OUT=runs            # then open runs/demo/table.md and runs/demo/heatmap.png
 set -euo pipefail

@@ -59,10 +59,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def baselines(fixtures):
-    """Tiny random Qwen2.5-VL, Gemma 3 and causal LM (the Table 4 baselines' families), built once."""
+    """Tiny random Qwen2.5-VL, Gemma 3, Qwen2-Audio and causal LM (the Table 4 baselines' families), built once."""
     from hba_core.fixtures.tiny_models import build_tiny_models
 
-    return build_tiny_models(fixtures.root / "baselines")
+    return build_tiny_models(fixtures.baselines)
 
 
 @pytest.fixture(scope="session")

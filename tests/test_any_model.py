@@ -17,6 +17,7 @@ EXPECTED = {  # adapter, substitutions that must appear on the fixture test spli
     "tiny-causal-lm": ("causal_lm", {"video->dropped", "audio->transcript"}),
     "tiny-gemma3": ("image_text_to_text", {"video->frames", "audio->transcript"}),
     "tiny-qwen2_5_vl": ("image_text_to_text", {"audio->transcript"}),
+    "tiny-qwen2_audio": ("audio_lm", {"video->audio"}),  # the clip's sound; tests/test_audio_lm.py for more
 }
 
 
@@ -58,6 +59,8 @@ def test_generate_on_each_baseline_family_reports_substitutions(name, baselines,
         assert kind in result.output
     if name == "tiny-qwen2_5_vl":
         assert "video->" not in result.output  # it takes video natively
+    if name == "tiny-qwen2_audio":
+        assert "audio->" not in result.output  # it takes audio natively
     # a re-run resumes: nothing new to predict
     again = CliRunner().invoke(predict, args)
     assert again.exit_code == 0 and "0 predictions written" in again.output

@@ -10,7 +10,8 @@ LIBS = Path(__file__).resolve().parents[1] / "libs" / "hba_core"
 
 # hba_core's top-level names by layer, leaves first (docs/architecture.md draws the same picture).
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "samples", "sources", "media", "jsonl", "schemas", "schema_files", "versions"},
+    {"errors", "registry", "samples", "sources", "media", "media_settings", "options", "jsonl", "schemas",
+     "schema_files", "versions"},
     {"answers", "rewards", "metrics", "prompts", "transcribe", "recipe_stage", "threads", "extras", "sample_checks",
      "chat_client", "substitutions"},
     {"convert", "descriptors", "judge", "scoring", "score_formats", "served",
@@ -75,3 +76,15 @@ def test_no_torch_at_module_level_below_the_model_layer():
             if name.split(".")[0] in ("torch", "transformers", "peft") and module_level:
                 wrong.append(f"{path.relative_to(LIBS)}:{line} imports {name} at module level")
     assert not wrong, "\n".join(wrong)
+
+
+MAX_MODULE_LINES = 400  # issue 16: a module over this holds more than one concept; split it along them
+
+
+def test_no_module_in_libs_is_over_400_lines():
+    long = {
+        str(path.relative_to(LIBS)): n
+        for path in sorted(LIBS.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these along their concepts (lines): {long}"

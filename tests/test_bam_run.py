@@ -223,3 +223,18 @@ def test_free_text_bam_goes_through_the_decoder(fixtures, sft_and_store, tmp_pat
     rows = {n: [r for _, r in iter_jsonl(tmp_path / f"{n}.jsonl")] for n in ("sft", "bam", "sft_again")}
     assert rows["sft"] == rows["sft_again"] and len(rows["bam"]) == 4
     assert all(isinstance(r["prediction"], (str, type(None))) for r in rows["bam"])
+
+
+def test_a_checkpoint_with_untrained_heads_is_refused(fixtures, sft_and_store, tmp_path):
+    """An hba-sft gen checkpoint keeps its heads' random init: BAM must not fit Δh to them."""
+    import shutil
+
+    root, atlas, ckpt, store = sft_and_store
+    gen_like = tmp_path / "gen"
+    shutil.copytree(ckpt, gen_like)
+    config = json.loads((gen_like / "config.json").read_text())
+    config["heads_trained"] = False
+    (gen_like / "config.json").write_text(json.dumps(config))
+    result = _bam(gen_like, atlas, fixtures.data, store, tmp_path / "bam", datasets="mmsd")
+    assert result.exit_code == 1, result.output
+    assert "never trained" in result.output and str(gen_like) in result.output

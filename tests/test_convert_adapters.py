@@ -15,6 +15,7 @@ from hba_core.convert import Reject, build_source
 from hba_core.convert.chsimsv2 import sentiment_class as sims_class
 from hba_core.convert.mosei import sentiment_class as mosei_class
 from hba_core.errors import InputError
+from hba_core.fixtures.qa_releases import INTENTQA_HEADER
 from hba_core.fixtures.sources import MELD_HEADER, MOSEI_HEADER, write_csv
 
 
@@ -347,24 +348,7 @@ def test_siq2(tmp_path):
 
 
 def test_intentqa(tmp_path):
-    header = [
-        "video_id",
-        "frame_count",
-        "width",
-        "height",
-        "question",
-        "answer",
-        "qid",
-        "type",
-        "a0",
-        "a1",
-        "a2",
-        "a3",
-        "a4",
-        "action",
-        "lemma",
-        "lemma_id",
-    ]
+    header = INTENTQA_HEADER
     row = [
         "111",
         10,

@@ -109,6 +109,27 @@ def test_rows_of_an_uncommitted_batch_are_ignored_then_trimmed(tmp_path):
     np.testing.assert_array_equal(values, clip("b.mp4", 1).streams["face"][0])
 
 
+def test_a_killed_writer_with_grown_arrays_resumes_without_duplicates_or_losses(tmp_path):
+    """Writers grow arrays ahead of the commits; a kill leaves that slack, the next writer trims it."""
+    path = tmp_path / "d.zarr"
+    store = DescriptorStore.open_for_writing(path, CONFIG)
+    for k in range(5):  # one clip per commit: the arrays grow by doubling, not per commit
+        store.append([clip(f"{k}.mp4", k)])
+    grown = store.group["face/frames"].shape[0]
+    assert grown > 25 and open_store(path).counts("face") == (5, 25)
+    store._lock.close()  # killed: no close(), so no trim; the lock dies with the process
+    with DescriptorStore.open_for_writing(path, CONFIG) as again:
+        assert again.group["face/frames"].shape == (25, 2) and again.group["face/keys"].shape == (5,)
+        assert again.done("face") == {f"{k}.mp4" for k in range(5)}
+        again.append([clip("5.mp4", 5), clip("6.mp4", 6)])
+    reader = open_store(path)
+    assert list(reader.column("face", "keys")) == [f"{k}.mp4" for k in range(7)]
+    for k in range(7):
+        values, _ = reader.frames("face", f"{k}.mp4")
+        np.testing.assert_array_equal(values, clip(f"{k}.mp4", k).streams["face"][0])
+    assert reader.group["face/frames"].shape == (35, 2) and reader.group["audio/pooled"].shape == (7, 6)  # closed
+
+
 def test_errors_table_and_done_keys(tmp_path):
     path = tmp_path / "d.zarr"
     with DescriptorStore.open_for_writing(path, CONFIG) as store:

@@ -72,7 +72,7 @@ def _cases(tmp):
             "hba-transcribe",
             "transcribe",
         ),
-        ("judge", "openai", ["--truth", s, "--pred", s, "--out", f"{d}/j.jsonl"], "hba-judge", "judge"),
+        ("judge", "aiohttp", ["--truth", s, "--pred", s, "--out", f"{d}/j.jsonl"], "hba-judge", "judge"),
         (
             "convert",
             "pyarrow",

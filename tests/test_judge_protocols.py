@@ -263,7 +263,7 @@ def test_a_cached_rerun_needs_neither_jsonschema_nor_the_http_library(tmp_path):
             f"settings=ClientSettings(base_url={server.base_url!r}, model='judge-m'), "
             f"api_key='k', variant=prompts.variant('paper'), cache_path={str(tmp_path / 'cache.sqlite')!r}, "
             "show_progress=False)\n"
-            "heavy = ('jsonschema', 'httpx2', 'httpx', 'openai')\n"
+            "heavy = ('jsonschema', 'aiohttp', 'httpx2', 'httpx', 'openai')\n"
             "print(s.cached, s.requests, sorted(m for m in heavy if m in sys.modules))\n"
         )
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

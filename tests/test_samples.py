@@ -3,7 +3,14 @@ import pytest
 
 from hba_core import schemas
 from hba_core.errors import InputError
-from hba_core.samples import OFFICIAL_FIELDS, iter_samples, modality_signature, sample_id, sample_problems
+from hba_core.samples import (
+    OFFICIAL_FIELDS,
+    group_by_signature,
+    iter_samples,
+    modality_signature,
+    sample_id,
+    sample_problems,
+)
 
 OFFICIAL_LINE = (
     '{"problem": "<audio>\\nDon\'t forget a jacket.\\nThe above is a speech recording along with the transcript from '
@@ -61,6 +68,20 @@ def test_modality_signature():
     assert modality_signature(text=True, audio=True) == "text_audio"
     assert modality_signature(text=False, video=True) == "video"
     assert modality_signature(text=True, video=True, audio=True) == "text_video_audio"
+
+
+def test_group_by_signature_keeps_first_appearance_order_and_reads_no_signature_as_text():
+    rows = [
+        {"id": "a", "modality_signature": "text_video_audio"},
+        {"id": "b", "modality_signature": "text"},
+        {"id": "c"},  # no signature: text only
+        {"id": "d", "modality_signature": "text_video_audio"},
+        {"id": "e", "modality_signature": ""},
+    ]
+    assert group_by_signature(rows) == {"text_video_audio": [0, 3], "text": [1, 2, 4]}
+    assert list(group_by_signature(rows[1:])) == ["text", "text_video_audio"]  # groups in order of first row
+    by_id_and_signature = group_by_signature(rows, key=lambda r: (r["id"] < "c", r.get("modality_signature")))
+    assert list(by_id_and_signature.values()) == [[0], [1], [2], [3], [4]]
 
 
 def test_fixture_atlas_validates(fixture_data):

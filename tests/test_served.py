@@ -155,6 +155,18 @@ def test_media_parts_arrive_as_the_original_bytes_or_a_valid_wav(tmp_path, data)
     assert {r["id"]: r["prediction"] for r in rows}["s0"] == "received video_url,input_audio,text"
 
 
+def test_the_row_check_still_refuses_bad_rows_once_a_good_row_of_their_fields_passed():
+    from hba_core.served import checked_row, generated_row
+
+    good = generated_row("a", "mosei_senti", "m", "neutral", None)  # its shape is now known to be valid
+    assert checked_row(dict(good)) == good
+    for bad in ({"id": ""}, {"mode": "sample"}, {"prediction": 3}, {"model": None}):
+        with pytest.raises(ValueError, match="does not match its schema"):
+            checked_row({**good, **bad})
+    with pytest.raises(ValueError, match="does not match its schema"):  # probs rows are always checked
+        checked_row({**good, "mode": "heads", "probs": {"neutral": 1.5}})
+
+
 def test_429_with_retry_after_and_500_are_retried(tmp_path, data):
     with FakeOpenAI(predict=True, retry_after="0", script={"RETRY_ME": ["429", "500"]}) as server:
         summary = _run(tmp_path, server.base_url)

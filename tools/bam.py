@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields
 
 import click
 
-from hba_tools._cli import comma_list, info, user_errors
+from hba_core.bam.settings import BamSettings, bam_settings
+from hba_core.media_settings import MediaSettings
+from hba_tools._cli import PlanRequest, comma_list, info, media_options, options_from, plan_options, user_errors
+
+ARCH_DEPENDENT = ("dropout", "alpha_init")
+OTHERS = tuple(f.name for f in fields(BamSettings) if f.name not in ARCH_DEPENDENT)
 
 
 @click.command()
@@ -25,14 +31,6 @@ from hba_tools._cli import comma_list, info, user_errors
 )
 @click.option("--store", required=True, type=click.Path(exists=True), help="Descriptor store (hba-descriptors).")
 @click.option("--datasets", required=True, help="Comma-separated dataset names, e.g. mmsd,urfunny.")
-@click.option(
-    "--root",
-    "--data-root",
-    "root",
-    default=".",
-    show_default=True,
-    help="Data root the samples' media paths are relative to.",
-)
 @click.option("--out", default=None, help="Where to save adapters [default: <init>/bam].")
 @click.option(
     "--streams",
@@ -41,43 +39,12 @@ from hba_tools._cli import comma_list, info, user_errors
     help="Adapters to train: audio (OpenSMILE), video (MediaPipe face+pose) or both (Table 12).",
 )
 @click.option("--no-raw-media", is_flag=True, help="Backbone sees only text; descriptors carry audio/video (Table 10).")
-@click.option("--hidden", default=256, show_default=True, help="Adapter hidden size (512 reproduces Table 11).")
-@click.option(
-    "--features",
-    type=click.Choice(["hba", "reference"]),
-    default="hba",
-    show_default=True,
-    help="hba: hba-descriptors' face/pose/audio; reference: the release's .pt features (import-pt) as the "
-    "reference builds them (keypoints mean+std 3,318, ComParE functionals 6,373 L2-normalised).",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(["hba", "reference"]),
-    default="hba",
-    show_default=True,
-    help="hba: z-score, LayerNorm, GELU MLP; reference: its LayerNorm -> Linear -> ReLU -> Linear times alpha.",
-)
-@click.option(
-    "--dropout",
-    default=None,
-    type=float,
-    help="Feature dropout [default: 0.1; --arch reference: modality dropout 0.2].",
-)
-@click.option("--alpha-init", default=None, type=float, help="Initial alpha [default: 0.1; --arch reference: 4.0].")
-@click.option("--epochs", default=4, show_default=True, help="Epochs; the one with the lowest val CE is kept.")
-@click.option("--lr-adapter", default=5e-4, show_default=True)
-@click.option("--lr-head", default=1e-4, show_default=True)
-@click.option(
-    "--batch-size",
-    default=None,
-    type=int,
-    help="Effective batch [default: C.2's: 4 DAIC-WOZ, 16 MUStARD/MimeQA, else 32].",
-)
-@click.option("--seed", default=0, show_default=True)
+@options_from(BamSettings, exclude=ARCH_DEPENDENT)  # --hidden, --arch, --features, --epochs, --lr-adapter, ...
+@options_from(BamSettings, exclude=OTHERS, unset=True)  # --dropout, --alpha-init: not given = the --arch's
 @click.option("--no-cache", is_flag=True, help="Recompute pooled h_penult instead of reading the cache.")
 @click.option("--cache", "cache_dir", default=None, help="Cache folder [default: <out>/.cache].")
-@click.option("--fps", default=2.0, show_default=True, help="Video frames per second fed to the backbone.")
-@click.option("--max-frames", default=32, show_default=True)
+@media_options  # --root/--data-root, --fps, --max-frames, ...: how the backbone reads media (MediaSettings)
+@plan_options()
 @click.option(
     "--report-to",
     type=click.Choice(["none", "tensorboard", "wandb"]),
@@ -91,7 +58,7 @@ def main(
     samples: str,
     store: str,
     datasets: str,
-    root: str,
+    media: MediaSettings,
     out: str | None,
     streams: str,
     no_raw_media: bool,
@@ -107,9 +74,8 @@ def main(
     seed: int,
     no_cache: bool,
     cache_dir: str | None,
-    fps: float,
-    max_frames: int,
     report_to: str,
+    plan: PlanRequest | None,
 ) -> None:
     """Train, select and save one BAM set per dataset (paper §3.6, C.2); prints the saved folders.
 
@@ -122,17 +88,17 @@ def main(
         hba-bam --init runs/sft/best --samples atlas.jsonl --root DATA --store desc.zarr --datasets mmsd,urfunny
         hba-bam --init runs/sft/best --samples RELEASE --store release.zarr --datasets mmsd \\
             --features reference --arch reference      # the reference's BAM (release .pt features)
+        hba-bam --init runs/sft/best --samples atlas.jsonl --store desc.zarr --datasets mmsd --plan --gpu-memory 24
     """
     from hba_core.extras import require
 
     require("hba-bam", "train")
     from hba_core.bam.run import BamJob, run_bam
-    from hba_core.bam.train import BamSettings
 
-    settings = BamSettings(
+    settings = bam_settings(
         hidden=hidden,
-        dropout=dropout if dropout is not None else (0.2 if arch == "reference" else 0.1),
-        alpha_init=alpha_init if alpha_init is not None else (4.0 if arch == "reference" else 0.1),
+        dropout=dropout,
+        alpha_init=alpha_init,
         arch=arch,
         features=features,
         lr_adapter=lr_adapter,
@@ -146,16 +112,18 @@ def main(
         samples=samples,
         store=store,
         datasets=comma_list(datasets),
-        data_root=root,
         out=out,
         streams=tuple(comma_list(streams)),
         no_raw_media=no_raw_media,
         settings=settings,
         cache_dir="" if no_cache else cache_dir,
-        fps=fps,
-        max_frames=max_frames,
         report_to=report_to,
+        **asdict(media),
     )
+    if plan is not None:
+        from hba_core.training.plan import plan_bam
+
+        return plan.show(plan_bam(job, seq_len=plan.tokens or 4096))
     summary = run_bam(job)
     for name, report in summary["datasets"].items():
         if "saved" in report:

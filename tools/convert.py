@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from hba_core import registry
-from hba_core.convert import BuildSummary, Reject, build_source
+from hba_core.convert.build import build_files, default_rejects_path
 from hba_core.convert.release import export_release, import_release
 from hba_core.convert.selection import select_samples, selector
 from hba_core.convert.stats import render, table7
-from hba_core.errors import InputError
 from hba_core.jsonl import LineError, atomic_output, dumps_line, iter_jsonl
 from hba_core.samples import iter_samples
 from hba_tools._cli import info, user_errors
@@ -28,12 +26,6 @@ def main() -> None:
         hba-convert build meld --raw raw/meld --out meld.jsonl
         hba-convert stats meld.jsonl
     """
-
-
-def _rejects_path(out: str, rejects: str | None) -> str:
-    if rejects:
-        return rejects
-    return "hba-convert-rejects.jsonl" if out == "-" else str(Path(out).with_suffix("")) + ".rejects.jsonl"
 
 
 @main.command()
@@ -85,37 +77,16 @@ def build(
         if raw is None or raw_root is not None:
             raise click.UsageError(f"build {dataset} needs --raw DIR (its original release folder)")
         jobs = [(dataset, raw)]
-    rejects_path = _rejects_path(out, rejects)
-    summaries: list[BuildSummary] = []
-    n_rejects = 0
-    with atomic_output(out) as sink, atomic_output(rejects_path) as reject_sink:
-        for name, folder in jobs:
-            if dataset == "all" and not folder.is_dir():
-                if strict:
-                    raise InputError(str(folder), f"no release folder for source {name}")
-                info(f"{name}: skipped, no folder {folder}")
-                continue
-            summary = BuildSummary(name)
-            started = time.perf_counter()
-            try:
-                for item in build_source(name, folder, check_media=not no_media, strict=strict, summary=summary):
-                    if isinstance(item, Reject):
-                        reject_sink.write(dumps_line(item.as_json()))
-                        n_rejects += 1
-                    else:
-                        sink.write(dumps_line(item))
-            except InputError as exc:
-                if strict or dataset != "all":
-                    raise
-                # one broken release does not sink 'build all': its error is a reject, the others go on
-                reject_sink.write(dumps_line(Reject(name, exc.where, f"source failed: {exc.message}").as_json()))
-                n_rejects += 1
-                summary.rejects["source failed"] += 1
-                info(f"{name}: FAILED: {exc}")
-            info(f"{summary.line()} in {time.perf_counter() - started:.1f} s")
-            summaries.append(summary)
-    total = sum(sum(s.samples.values()) for s in summaries)
-    info(f"wrote {total} samples to {out}; {n_rejects} rejects to {rejects_path}")
+    report = build_files(
+        jobs,
+        out,
+        default_rejects_path(out, rejects),
+        check_media=not no_media,
+        strict=strict,
+        keep_going=dataset == "all",  # one broken or missing release does not sink 'build all'
+        log=info,
+    )
+    info(report.line())
 
 
 @main.command("import")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import click
 
-from hba_core.jsonl import atomic_output, dumps_line
+from hba_core.jsonl import dumps_line
 from hba_tools._cli import comma_list, info, user_errors
 
 
@@ -39,13 +39,6 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-
-
-def _report_errors(errors: list[tuple[str, str, str]], limit: int = 20) -> None:
-    for key, stream, reason in errors[:limit]:
-        info(f"  error {key} [{stream}]: {reason}")
-    if len(errors) > limit:
-        info(f"  ... and {len(errors) - limit} more (see `hba-descriptors stats`)")
 
 
 @main.command()
@@ -110,6 +103,7 @@ def extract(
 
     require("hba-descriptors extract", "descriptors")
     from hba_core.descriptors.extract import parse_shard, run_extract
+    from hba_core.descriptors.report import extract_lines
     from hba_core.descriptors.video import VideoConfig
 
     names = tuple(comma_list(streams))
@@ -130,16 +124,8 @@ def extract(
             commit_seconds=commit_seconds,
             progress=progress,
         )
-    frames = ", ".join(
-        f"{s} {n} frames ({summary.invalid_frames.get(s, 0)} without detection)" for s, n in summary.frames.items()
-    )
-    info(
-        f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
-        f"{len(summary.errors)} errors, {len(summary.bad_rows)} bad rows" + (f"; {frames}" if frames else "")
-    )
-    _report_errors(summary.errors)
-    for problem in summary.bad_rows[:20]:
-        info(f"  bad row skipped: {problem}")
+    for line in extract_lines(summary):
+        info(line)
     click.echo(store_path)
     if strict and (summary.errors or summary.bad_rows):
         raise SystemExit(1)
@@ -160,13 +146,9 @@ def merge(out: str, stores: tuple[str, ...]) -> None:
 
     require("hba-descriptors merge", "descriptors", "zarr")
     from hba_core.descriptors.merge import merge_stores
+    from hba_core.descriptors.report import merge_line
 
-    summary = merge_stores(out, list(stores))
-    copied = ", ".join(f"{s} {n}" for s, n in summary.clips.items()) or "nothing"
-    info(
-        f"merged {len(stores)} stores: {copied} clips copied, {summary.skipped} already there, "
-        f"{summary.errors} error rows"
-    )
+    info(merge_line(merge_stores(out, list(stores)), len(stores)))
     click.echo(out)
 
 
@@ -201,14 +183,12 @@ def import_pt_command(samples: str, root: str, store_path: str, strict: bool) ->
     require("hba-descriptors import-pt", "descriptors", "zarr")
     require("hba-descriptors import-pt", "train", "torch")  # the release's .pt files
     from hba_core.descriptors.import_pt import import_pt
+    from hba_core.descriptors.report import import_lines
 
     with _progress("import") as progress:
         summary = import_pt(samples, root, store_path, progress=progress)
-    info(
-        f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
-        f"{len(summary.errors)} errors"
-    )
-    _report_errors([(f"{key} ({summary.used_by.get(key, '?')})", s, r) for key, s, r in summary.errors])
+    for line in import_lines(summary):
+        info(line)
     click.echo(store_path)
     if strict and summary.errors:
         raise SystemExit(1)
@@ -237,9 +217,7 @@ def pool(store_path: str, samples: str, streams: str | None, out: str) -> None:
     from hba_core.extras import require
 
     require("hba-descriptors pool", "descriptors", "zarr")
-    import numpy as np
-
-    from hba_core.descriptors.report import sample_vectors
+    from hba_core.descriptors.report import sample_vectors, write_pooled
     from hba_core.descriptors.store import open_store
 
     store = open_store(store_path)
@@ -247,20 +225,7 @@ def pool(store_path: str, samples: str, streams: str | None, out: str) -> None:
     for name in names:
         store.counts(name)  # unknown stream -> error listing the valid ones
     ids, vectors, missing = sample_vectors(store, samples, names)
-    if out.endswith(".npz"):
-        arrays = {"ids": np.array(ids, dtype=str)}
-        for name, (matrix, counts) in vectors.items():
-            arrays[name], arrays[f"{name}_valid_counts"] = matrix, counts
-        with atomic_output(out) as fh:
-            np.savez(fh, **arrays)
-    else:
-        with atomic_output(out) as fh:
-            for i, sample in enumerate(ids):
-                row: dict = {"id": sample}
-                for name, (matrix, counts) in vectors.items():
-                    row[name] = [None if x != x else float(x) for x in matrix[i]]
-                    row[f"{name}_valid_counts"] = int(counts[i])
-                fh.write(dumps_line(row))
+    write_pooled(out, ids, vectors)
     info(f"{len(ids)} samples x {len(names)} streams; {missing} (sample, stream) pairs without descriptors")
 
 
@@ -302,16 +267,14 @@ def stats(store_path: str) -> None:
 
     require("hba-descriptors stats", "descriptors", "zarr")
     from hba_core.descriptors.report import stats as store_stats
+    from hba_core.descriptors.report import stats_table
     from hba_core.descriptors.store import open_store
 
     rows = store_stats(open_store(store_path))
-    info(f"{'dataset':<14} {'stream':<10} {'clips':>7} {'frames':>9} {'no-detect':>9} {'empty':>6} {'errors':>6}")
     for row in rows:
         sys.stdout.buffer.write(dumps_line(row))
-        info(
-            f"{row['dataset']:<14} {row['stream']:<10} {row['clips']:>7} {row['frames']:>9} "
-            f"{row['invalid_frames']:>9} {row['clips_without_valid_frames']:>6} {row['errors']:>6}"
-        )
+    for line in stats_table(rows):
+        info(line)
 
 
 if __name__ == "__main__":

@@ -3,51 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
-import types
-import typing
 from typing import Any
 
 import click
 
 from hba_core.errors import InputError
 from hba_core.rl.config import GrpoConfig
-from hba_tools._cli import info, user_errors
+from hba_tools._cli import MEDIA_FLAGS, PlanRequest, info, options_from, plan_options, user_errors
 
-
-def _click_type(hint: Any) -> Any:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    base = args[0] if isinstance(hint, types.UnionType) and args else hint
-    return {int: int, float: float, str: str}.get(base, str)
-
-
-def config_options(fn: Any) -> Any:
-    """One ``--flag`` per :class:`GrpoConfig` field, help and defaults from the dataclass."""
-    hints = typing.get_type_hints(GrpoConfig)
-    for f in reversed(dataclasses.fields(GrpoConfig)):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.name == "reward_weights":
-            fn = click.option("--reward-weight", "reward_weights", multiple=True, metavar="TERM=W", help=help_text)(fn)
-        elif hints[f.name] is bool:
-            fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True, help=help_text)(
-                fn
-            )
-        else:
-            required = f.default is dataclasses.MISSING
-            names = ("--root", flag) if flag == "--data-root" else (flag,)  # --root, as in every tool
-            fn = click.option(
-                *names,
-                f.name,
-                type=_click_type(hints[f.name]),
-                required=required,
-                default=None if required else f.default,
-                show_default=not required,
-                help=help_text,
-            )(fn)
-    return fn
+# One --flag per GrpoConfig field, help and defaults from the dataclass (hba_tools._cli.options_from).
+config_options = options_from(
+    GrpoConfig,
+    rename={**MEDIA_FLAGS, "reward_weights": "--reward-weight"},  # --root, as in every tool
+)
 
 
 def deepspeed_logs_to_stderr() -> None:
@@ -59,14 +29,8 @@ def deepspeed_logs_to_stderr() -> None:
             return
 
 
-def parse_weights(pairs: tuple[str, ...]) -> dict[str, float]:
-    weights = {}
-    for pair in pairs:
-        term, _, value = pair.partition("=")
-        try:
-            weights[term.strip()] = float(value)
-        except ValueError:
-            raise InputError("--reward-weight", f"{pair!r} is not TERM=NUMBER, e.g. similarity=0") from None
+def check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """``--reward-weight`` terms are Eq. 5's (the values are parsed as numbers by the option)."""
     from hba_core.rewards import WEIGHTS
 
     unknown = set(weights) - set(WEIGHTS)
@@ -77,6 +41,7 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, float]:
 
 @click.command(context_settings={"max_content_width": 120})
 @config_options
+@plan_options(tokens=False)  # tokens per sample: --max-prompt-tokens + --max-new-tokens
 @click.option(
     "--local_rank",
     "--local-rank",
@@ -87,7 +52,7 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, float]:
     help="set by the deepspeed launcher",
 )
 @user_errors
-def main(local_rank: int | None, **options: Any) -> None:
+def main(local_rank: int | None, plan: PlanRequest | None, **options: Any) -> None:
     """Train OmniSapiens-7B RL with GRPO: sample --group-size responses per prompt, reward them
     (exact boxed answer + 0.2 format + 0.5 embedding similarity), update with the clipped surrogate.
 
@@ -101,6 +66,8 @@ def main(local_rank: int | None, **options: Any) -> None:
         deepspeed --num_gpus 8 $(which hba-grpo) --init Qwen/Qwen2.5-Omni-7B --train train.jsonl \\
             --out runs/rl --deepspeed zero2 --gradient-checkpointing
         hba-grpo ... --estimator rloo --group-size 20 --lr 1e-6
+        hba-grpo --init Qwen/Qwen2.5-Omni-7B --train train.jsonl --out runs/rl --plan --plan-gpus 8 \
+            --deepspeed zero2 --dtype bfloat16 --gpu-memory 80      # memory per GPU; loads nothing
         tail -f runs/rl/metrics.jsonl | jq -c '{step, reward, format_rate}'
     """
     from hba_core.extras import require
@@ -108,8 +75,12 @@ def main(local_rank: int | None, **options: Any) -> None:
     require("hba-grpo", "train")
     from hba_core.rl.trainer import train
 
+    check_weights(options["reward_weights"])
+    if plan is not None:
+        from hba_core.training.plan import plan_grpo
+
+        return plan.show(plan_grpo(GrpoConfig(**options), gpus=plan.gpus))
     deepspeed_logs_to_stderr()
-    options["reward_weights"] = parse_weights(options["reward_weights"])
     final = train(GrpoConfig(**options), log=info)
     if int(os.environ.get("RANK", "0")) == 0:  # under deepspeed, one line from the main process
         click.echo(str(final))

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hba_tools._cli import info, stderr_is_terminal, user_errors
+from hba_core.media_settings import MediaSettings
+from hba_tools._cli import info, media_options, stderr_is_terminal, user_errors
 
 
 @click.command()
@@ -29,19 +30,11 @@ from hba_tools._cli import info, stderr_is_terminal, user_errors
     help="predictions JSONL (appended; ids already there are skipped); - streams to stdout",
 )
 @click.option(
-    "--root",
-    "--data-root",
-    "data_root",
-    default=".",
-    show_default=True,
-    help="directory the media paths are relative to",
-)
-@click.option(
     "--mode",
     type=click.Choice(["heads", "generate"]),
     default=None,
     help="heads: labels + probabilities from the task heads; generate: free text for every sample "
-    "[heads for a checkpoint, generate otherwise]",
+    "[heads for a checkpoint with trained heads, generate otherwise]",
 )
 @click.option(
     "--template",
@@ -59,10 +52,7 @@ from hba_tools._cli import info, stderr_is_terminal, user_errors
     help="the checkpoint's backbone (dir or hub id), if not where it was trained; for a reference SFT checkpoint "
     "the Qwen2.5-Omni it was trained on [Qwen/Qwen2.5-Omni-7B]",
 )
-@click.option("--fps", default=2.0, show_default=True)
-@click.option("--max-frames", default=32, show_default=True)
-@click.option("--max-pixels", default=256 * 28 * 28, show_default=True)
-@click.option("--max-audio-seconds", default=30.0, show_default=True)
+@media_options  # --root/--data-root, --fps, --max-frames, --max-pixels, ... (MediaSettings)
 @click.option("--workers", default=2, show_default=True, help="DataLoader workers decoding media")
 @click.option(
     "--bam",
@@ -110,7 +100,7 @@ def main(
     model: str,
     samples: str,
     out: str,
-    data_root: str,
+    media: MediaSettings,
     mode: str | None,
     template: str | None,
     batch_size: int,
@@ -118,10 +108,6 @@ def main(
     dtype: str,
     device: str | None,
     base_model: str | None,
-    fps: float,
-    max_frames: int,
-    max_pixels: int,
-    max_audio_seconds: float,
     workers: int,
     bam_dir: str | None,
     store: str | None,
@@ -154,7 +140,7 @@ def main(
         from hba_core import served as srv
         from hba_core.chat_client import ClientSettings
 
-        require("hba-predict --endpoint", "judge", "openai")
+        require("hba-predict --endpoint", "judge", "aiohttp")
         require("hba-predict --endpoint", "media", "av")
         if mode == "heads" or bam_dir is not None:
             raise click.UsageError("--endpoint generates text: heads mode and --bam need a local hba checkpoint")
@@ -165,14 +151,15 @@ def main(
             client=ClientSettings(base_url=endpoint, model=model, concurrency=concurrency),
             api_key=os.environ.get(api_key_env) or "EMPTY",  # vLLM without --api-key takes any
             served=srv.ServedSettings(
-                data_root=data_root,
+                data_root=media.data_root,
                 send=srv.parse_send(send),
                 max_part_mb=max_part_mb,
                 template=template,
                 max_new_tokens=max_new_tokens,
-                fps=fps,
-                max_frames=max_frames,
-                max_audio_seconds=max_audio_seconds,
+                fps=media.fps,
+                max_frames=media.max_frames,
+                max_audio_seconds=media.max_audio_seconds,
+                allow_outside_root=media.allow_outside_root,
             ),
             cache_path=None if no_cache else (cache_path or srv.default_cache_path()),
         )
@@ -198,7 +185,7 @@ def main(
             model=model,
             samples=samples,
             out=out,
-            data_root=data_root,
+            media=media,
             mode=mode,
             template=template,
             batch_size=batch_size,
@@ -206,10 +193,6 @@ def main(
             dtype=dtype,
             device=device,
             base_model=base_model,
-            fps=fps,
-            max_frames=max_frames,
-            max_pixels=max_pixels,
-            max_audio_seconds=max_audio_seconds,
             workers=workers,
             bam_dir=bam_dir,
             store=store,
@@ -229,27 +212,20 @@ def _predict(
     base_model: str | None,
     bam_dir: str | None,
     store: str | None,
-    data_root: str,
-    fps: float,
-    max_frames: int,
-    max_pixels: int,
-    max_audio_seconds: float,
+    media: MediaSettings,
     mode: str | None,
     **options: Any,
 ) -> dict[str, Any]:
     import torch
 
-    from hba_core.model.collate import MediaSettings
     from hba_core.predict import attach_bam, load_predictor, predict_file
 
     device = device or (str(dist.device) if torch.cuda.is_available() else None)  # cuda:LOCAL_RANK
     predictor = load_predictor(model, dtype=dtype, base_model=base_model, device=device)
     if bam_dir is not None:
         attach_bam(predictor, bam_dir, store)
-    chosen = mode or ("heads" if predictor.model is not None else "generate")
-    media = MediaSettings(
-        data_root=data_root, fps=fps, max_frames=max_frames, max_pixels=max_pixels, max_audio_seconds=max_audio_seconds
-    )
+    heads = predictor.model is not None and predictor.model.heads_trained  # e.g. not an hba-sft gen checkpoint
+    chosen = mode or ("heads" if heads else "generate")
     return predict_file(predictor, media=media, mode=chosen, progress=stderr_is_terminal(), distributed=dist, **options)
 
 

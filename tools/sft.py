@@ -2,100 +2,48 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
-from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import click
 
-from hba_tools._cli import comma_list, info, user_errors
+from hba_core.model.sft_options import SftOptions
+from hba_tools._cli import MEDIA_FLAGS, PlanRequest, info, options_from, plan_options, user_errors
 
-_FLAGS: list[tuple[str, Any, str]] = [
-    ("--data-root", str, "directory the samples' media paths are relative to"),
-    ("--model", str, "backbone: hub id or local path [Qwen/Qwen2.5-Omni-7B]"),
-    ("--init", str, "continue from an hba checkpoint (e.g. RUN/best of the cls stage)"),
-    ("--lr", float, "peak learning rate [1e-4]"),
-    ("--warmup-steps", int, "linear warm-up steps before the cosine decay [50]"),
-    ("--epochs", float, "epochs [5]"),
-    ("--batch-size", int, "effective batch = micro-batch x processes x accumulation [512]"),
-    ("--micro-batch", int, "samples per forward pass and process [2]"),
-    ("--dtype", click.Choice(["float32", "bfloat16"]), "weights/compute precision [float32, as in the paper]"),
-    ("--lora-r", int, "LoRA rank [32]"),
-    ("--lora-alpha", int, "LoRA alpha [64]"),
-    ("--lora-dropout", float, "LoRA dropout [0.05]"),
-    ("--fps", float, "video frames per second [2]"),
-    ("--max-frames", int, "frames per video at most [32]"),
-    ("--max-pixels", int, "pixels per frame at most [200704 = 256x28x28]"),
-    ("--max-audio-seconds", float, "audio is cut here and counted [30]"),
-    ("--workers", int, "DataLoader workers decoding media [2]"),
-    ("--seed", int, "seed of initialisation, data order and dropout [0]"),
-    ("--save-every", int, "optimizer steps between resumable states [50]"),
-    ("--eval-every", int, "optimizer steps between validations; 0 = every epoch [0]"),
-    ("--max-steps", int, "stop after this many optimizer steps (resumable)"),
-    ("--deepspeed", str, "zero2, zero3 or a DeepSpeed JSON config (multi-process runs default to zero2)"),
-    ("--report-to", click.Choice(["none", "tensorboard", "wandb"]), "also log metrics there [none]"),
-]
+# Every SftOptions field is a flag (help and defaults from the dataclass) but these three: the stage is the
+# subcommand, the samples an argument, --out has its short form. Flags not given stay None, so --config's
+# values hold unless a flag is given.
+_ARGUMENTS = ("stage", "samples", "out")
 
 
 def _options(func: Any) -> Any:
-    for flag, kind, text in reversed(_FLAGS):
-        names = ("--root", flag, "data_root") if flag == "--data-root" else (flag,)  # --root as in every tool
-        func = click.option(*names, type=kind, default=None, help=text)(func)
-    func = click.option(
-        "--gradient-checkpointing/--no-gradient-checkpointing",
-        default=None,
-        help="recompute activations in backward: less memory, ~30% slower [on]",
-    )(func)
-    func = click.option("--resume", is_flag=True, help="continue RUN from its last saved state")(func)
+    func = plan_options()(func)
+    func = options_from(SftOptions, exclude=_ARGUMENTS, rename=MEDIA_FLAGS, unset=True)(func)
     func = click.option(
         "--config",
         "config_file",
         type=click.Path(exists=True, dir_okay=False),
-        help="JSON or TOML file of these options (flags override it)",
+        help="JSON or TOML file of these options, e.g. lr = 5e-5 (flags override it)",
     )(func)
-    func = click.option("--exclude", multiple=True, help="leave this dataset out (repeatable)")(func)
-    func = click.option("--datasets", multiple=True, help="only these datasets (repeatable or comma-separated)")(func)
     func = click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="run directory")(func)
     # Any sample source: JSONL, a Parquet shard, a quoted glob of shards or a release folder (hba_core.sources).
     func = click.argument("samples", type=click.Path())(func)
     return func
 
 
-def _run(
-    stage: str,
-    samples: str,
-    out: str,
-    config_file: str | None,
-    datasets: tuple[str, ...],
-    exclude: tuple[str, ...],
-    **flags: Any,
-) -> None:
+def _run(stage: str, samples: str, out: str, config_file: str | None, plan: PlanRequest | None, **flags: Any) -> None:
     from hba_core.extras import require
 
     require(f"hba-sft {stage}", "train")
-    from hba_core.errors import InputError
-    from hba_core.model.train import SftOptions, run_sft
+    from hba_core.model.sft_options import sft_options
 
-    known = {f.name for f in fields(SftOptions)}
-    merged: dict[str, Any] = {}
-    if config_file:
-        text = Path(config_file).read_text()
-        loaded = tomllib.loads(text) if config_file.endswith(".toml") else json.loads(text)
-        unknown = sorted(set(loaded) - known)
-        if unknown:
-            raise InputError(config_file, f"unknown options {unknown}; valid: {', '.join(sorted(known))}")
-        merged.update(loaded)
-    merged.update({k: v for k, v in flags.items() if v is not None and v is not False})
-    if flags.get("resume"):
-        merged["resume"] = True
-    if datasets:
-        merged["datasets"] = comma_list(*datasets)
-    if exclude:
-        merged["exclude"] = comma_list(*exclude)
-    merged.update(stage=stage, samples=samples, out=out)
-    summary = run_sft(SftOptions(**merged))
+    opts = sft_options(stage, samples, out, config_file, **flags)
+    if plan is not None:
+        from hba_core.training.plan import plan_sft
+
+        return plan.show(plan_sft(opts, seq_len=plan.tokens or 4096, gpus=plan.gpus))
+    from hba_core.model.train import run_sft
+
+    summary = run_sft(opts)
     if not summary["main_process"]:
         return
     info(
@@ -131,7 +79,11 @@ def main(local_rank: int | None) -> None:
       hba-predict --model runs/qa/best --samples test.jsonl --data-root data --out preds.jsonl
 
     Multi-GPU: deepspeed --num_gpus 8 --module hba_tools.sft cls ... --deepspeed zero2 --dtype bfloat16
-    (or: torchrun --nproc_per_node 8 -m hba_tools.sft cls ...)
+    (or: torchrun --nproc_per_node 8 -m hba_tools.sft cls ...). Will it fit? --plan prints the memory per
+    GPU and loads nothing:
+
+    \b
+      hba-sft cls atlas.jsonl -o runs/cls --plan --plan-gpus 8 --dtype bfloat16 --plan-tokens 5000 --gpu-memory 80
     """
 
 
@@ -166,6 +118,21 @@ def joint_stage(**kwargs: Any) -> None:
     Example: hba-sft joint atlas.jsonl --data-root data -o runs/joint
     """
     _run("joint", **kwargs)
+
+
+@main.command("gen")
+@_options
+@user_errors
+def gen_stage(**kwargs: Any) -> None:
+    """Train only LoRA on the answer tokens (teacher forcing) of every dataset: the decoder answers all tasks.
+
+    A classification sample's answer is its label text. The loss covers the answer and its end-of-turn
+    token, nothing of the prompt. Predict with generation (hba-predict --mode generate, its default for
+    such a checkpoint).
+
+    Example: hba-sft gen atlas.jsonl --data-root data -o runs/gen --epochs 1
+    """
+    _run("gen", **kwargs)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ class UnknownNameError(HbaError, KeyError):
         return self.args[0]
 
 
+def first_few(places: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``places`` for a one-line message, and how many more there are.
+
+    >>> first_few(["a.jsonl:1", "a.jsonl:4", "a.jsonl:9", "a.jsonl:12", "a.jsonl:20"])
+    'a.jsonl:1, a.jsonl:4, a.jsonl:9 and 2 more'
+    """
+    more = f" and {len(places) - shown} more" if len(places) > shown else ""
+    return ", ".join(places[:shown]) + more
+
+
 class InputError(HbaError):
     """Bad input data at a known place: ``where`` is 'file:line' or a sample id."""
 

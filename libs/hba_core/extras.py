@@ -22,7 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "transformers", "peft", "safetensors", "av", "zarr"),
     "descriptors": ("zarr", "opensmile", "av", "mediapipe"),
     "transcribe": ("whisper", "av"),
-    "judge": ("openai",),
+    "judge": ("aiohttp",),
     "score": ("matplotlib",),  # only --plot: the metrics are hba's own numpy
     "convert": ("pyarrow",),
     "media": ("av",),

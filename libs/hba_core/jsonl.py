@@ -76,20 +76,27 @@ def iter_jsonl(path: PathLike, errors: list[LineError] | None = None) -> Iterato
     name = display_name(path)
     with open_binary_input(path) as fh:
         for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                problem = LineError(name, number, f"not valid JSON ({exc})")
-            else:
-                if isinstance(obj, dict):
-                    yield number, obj
-                    continue
-                problem = LineError(name, number, f"expected a JSON object, got {type(obj).__name__}")
-            if errors is None:
-                raise InputError(f"{problem.path}:{problem.line}", problem.message)
-            errors.append(problem)
+            obj = parse_line(name, number, raw, errors)
+            if obj is not None:
+                yield number, obj
+
+
+def parse_line(name: str, number: int, raw: bytes, errors: list[LineError] | None) -> dict[str, Any] | None:
+    """One line of :func:`iter_jsonl`: the object, or None for a blank line or a bad one put in ``errors``."""
+    if not raw.strip():
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        problem = LineError(name, number, f"not valid JSON ({exc})")
+    else:
+        if isinstance(obj, dict):
+            return obj
+        problem = LineError(name, number, f"expected a JSON object, got {type(obj).__name__}")
+    if errors is None:
+        raise InputError(f"{problem.path}:{problem.line}", problem.message)
+    errors.append(problem)
+    return None
 
 
 def dumps_line(obj: Any) -> bytes:

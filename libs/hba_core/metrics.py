@@ -102,14 +102,18 @@ def per_class_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
     return np.where(support > 0, wa, np.nan)
 
 
-def mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
-    """Mean over gold classes present of :func:`per_class_weighted_accuracy`; ``nan`` when N = 0."""
-    wa = per_class_weighted_accuracy(cm)
-    present = ~np.isnan(wa)
+def _mean_of_present(per_class: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the classes whose value is defined (not ``nan``); ``nan`` when none is."""
+    present = ~np.isnan(per_class)
     count = present.sum(axis=-1)
-    total = np.where(present, wa, 0.0).sum(axis=-1)
+    total = np.where(present, per_class, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Mean over gold classes present of :func:`per_class_weighted_accuracy`; ``nan`` when N = 0."""
+    return _mean_of_present(per_class_weighted_accuracy(cm))
 
 
 def reference_mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
@@ -125,12 +129,7 @@ def reference_mean_weighted_accuracy(cm: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tp / np.where(support > 0, support, 1.0)
         specificity = np.where(negatives > 0, tn / np.where(negatives > 0, negatives, 1.0), 0.0)
-    wa = np.where(support > 0, 0.5 * recall + 0.5 * specificity, np.nan)
-    present = ~np.isnan(wa)
-    count = present.sum(axis=-1)
-    total = np.where(present, wa, 0.0).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+    return _mean_of_present(np.where(support > 0, 0.5 * recall + 0.5 * specificity, np.nan))
 
 
 def accuracy(cm: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ Samples whose media cannot be decoded are reported and counted, not written (a r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -69,6 +70,18 @@ class Predictor:
     @property
     def adapter(self) -> str:
         return self.generic.backbone.adapter if self.generic is not None else "omni_thinker"
+
+    @functools.cached_property
+    def stop_ids(self) -> list[int] | None:
+        """Token ids generation stops at: the Omni Thinker's EOS (None), or another backbone's EOS and the
+        end-of-turn token its chat template closes a turn with (Gemma 3's ``<end_of_turn>`` is not its EOS;
+        what hba-sft trains a backbone to end an answer with: :func:`hba_core.model.generic.end_of_turn`)."""
+        if self.generic is None:
+            return None
+        from hba_core.model.generic import end_of_turn
+
+        end = end_of_turn(self.processor, plain_strings=self.adapter == "causal_lm")
+        return sorted({self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids(end)})
 
 
 def attach_bam(predictor: Predictor, bam_dir: str, store_path: str) -> None:
@@ -147,7 +160,11 @@ def load_predictor(
         model, config = ckpt.load_checkpoint(local, dtype=dtype, base_model=base_model)
         if device:
             model.to(device)
-        return Predictor(name_or_path, model.thinker, ckpt.load_checkpoint_processor(local, config), model)
+        processor = ckpt.load_checkpoint_processor(local, config, base_model=base_model)
+        generic = None  # a checkpoint on another backbone collates, and generates, through the generic path
+        if model.backbone.adapter != "omni_thinker":
+            generic = GenericModel(name_or_path, model.backbone, model.thinker, processor)
+        return Predictor(name_or_path, model.thinker, processor, model, generic=generic)
     if local is not None and find_reference_checkpoint(local) is not None:
         base = base_model or DEFAULT_MODEL
         model, _ = load_reference_checkpoint(local, base_model=base, dtype=dtype)
@@ -184,7 +201,13 @@ def predict_batch(
     texts: list[str] = []
     if len(classified) < len(batch):
         with _bam_decoder(predictor, batch, samples or {}):
-            texts = generate(predictor.thinker, batch, predictor.tokenizer, max_new_tokens=max_new_tokens)
+            texts = generate(
+                predictor.thinker,
+                batch,
+                predictor.tokenizer,
+                max_new_tokens=max_new_tokens,
+                stop_ids=predictor.stop_ids,
+            )
     for i, sample_id in enumerate(batch.ids):
         if i not in classified:
             rows.append(generated_row(sample_id, batch.datasets[i], predictor.name, texts[i], template, mode=mode))
@@ -203,6 +226,11 @@ def check_mode(predictor: Predictor, mode: str) -> None:
         raise InputError(
             predictor.name,
             "heads mode needs an hba checkpoint (written by hba-sft); use --mode generate for a base model",
+        )
+    if mode == "heads" and not predictor.model.heads_trained:
+        raise InputError(
+            predictor.name,
+            "its task heads were never trained (hba-sft gen, or qa without --init): use --mode generate",
         )
 
 

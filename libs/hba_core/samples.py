@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -158,6 +158,32 @@ def modality_signature(*, text: bool, video: bool = False, audio: bool = False, 
     """
     present = (("text", text), ("video", video), ("audio", audio), ("image", image))
     return "_".join(name for name, here in present if here)
+
+
+def signature_of(sample: Mapping[str, Any]) -> str:
+    """The sample's modality signature, ``text`` when it has none.
+
+    >>> signature_of({"modality_signature": "text_video_audio"}), signature_of({})
+    ('text_video_audio', 'text')
+    """
+    return str(sample.get("modality_signature") or "text")
+
+
+def group_by_signature(
+    samples: Sequence[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Hashable] = signature_of
+) -> dict[Hashable, list[int]]:
+    """Indices of ``samples`` grouped by modality signature (or by ``key``), groups in order of first appearance.
+
+    Every model batch holds one signature: Qwen2.5-Omni's processor takes one ``use_audio_in_video`` per
+    call, and mixed-modality batches hang or crash it.
+
+    >>> group_by_signature([{"modality_signature": s} for s in ("text_audio", "text", "text_audio")])
+    {'text_audio': [0, 2], 'text': [1]}
+    """
+    groups: dict[Hashable, list[int]] = {}
+    for i, sample in enumerate(samples):
+        groups.setdefault(key(sample), []).append(i)
+    return groups
 
 
 def sample_problems(row: dict[str, Any]) -> list[str]:

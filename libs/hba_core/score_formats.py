@@ -103,40 +103,22 @@ def _grid(
     underline: tuple[str, str],
     intervals: bool = False,
     counts: bool = False,
+    by: str = "datasets",
 ) -> list[list[str]]:
-    """Rows of marked cells: one per model, one column per dataset in :func:`columns` order."""
+    """Rows of marked cells: one per model, one column per dataset (``by="datasets"``) or per task
+    (``by="tasks"``), in :func:`columns` order."""
+    if by == "datasets":
+        keys = [name for _, names in columns(report) for name in names]
+        free_text = [registry.dataset(n).is_free_text for n in keys]
+    else:
+        keys = [code for code, _ in columns(report)]
+        free_text = [registry.get().tasks[c].is_free_text for c in keys]
     models = report["models"]
-    cols = [name for _, names in columns(report) for name in names]
     per_column = [
-        _marked(
-            [m["datasets"].get(n, {}) for m in models],
-            bold,
-            underline,
-            intervals,
-            counts,
-            registry.dataset(n).is_free_text,
-        )
-        for n in cols
+        _marked([m[by].get(k, {}) for m in models], bold, underline, intervals, counts, text)
+        for k, text in zip(keys, free_text)
     ]
-    return [[per_column[c][r] for c in range(len(cols))] for r in range(len(models))]
-
-
-def _task_grid(
-    report: dict[str, Any],
-    bold: tuple[str, str],
-    underline: tuple[str, str],
-    intervals: bool = False,
-    counts: bool = False,
-) -> list[list[str]]:
-    codes = [code for code, _ in columns(report)]
-    tasks = registry.get().tasks
-    per_column = [
-        _marked(
-            [m["tasks"].get(c, {}) for m in report["models"]], bold, underline, intervals, counts, tasks[c].is_free_text
-        )
-        for c in codes
-    ]
-    return [[per_column[c][r] for c in range(len(codes))] for r in range(len(report["models"]))]
+    return [[per_column[c][r] for c in range(len(keys))] for r in range(len(models))]
 
 
 def _row(cells: list[str]) -> str:
@@ -181,7 +163,7 @@ def to_markdown(report: dict[str, Any], notes: tuple[str, ...] | list[str] = ())
         lines.append(_row([model["name"], *cells]))
     codes = [code for code, _ in cols]
     lines += ["", "Mean per task:", "", _row(["Model", *codes]), _row(["---"] * (len(codes) + 1))]
-    for model, cells in zip(report["models"], _task_grid(report, bold, underline, intervals, counts=True)):
+    for model, cells in zip(report["models"], _grid(report, bold, underline, intervals, counts=True, by="tasks")):
         lines.append(_row([model["name"], *cells]))
     if intervals:
         b = report["bootstrap"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from hba_core.errors import InputError, MediaError
 from hba_core.media import SAMPLE_RATE, decode_audio, resolve_media, sample_video_frames
+from hba_core.media_settings import media_field
 from hba_core.samples import MODALITY_TAG
 from hba_core.sources import is_cell_ref, read_cell
 from hba_core.substitutions import Substitutions
@@ -36,17 +37,17 @@ _OVER_CAP = " (over --max-part-mb)"
 class ServedSettings:
     """What is sent for each sample, and how the server is asked to generate."""
 
-    data_root: str = "."
+    data_root: str = media_field("data_root")  # the media fields' defaults are MediaSettings' (local prediction)
     send: frozenset[str] = frozenset(MODALITIES)  # modalities the server takes; the rest is substituted
     max_part_mb: float = 20.0  # base64 size of one media part; a larger part is substituted
     template: str | None = None  # "think": <think> reasoning and a \boxed{} answer (App. B.2)
     max_new_tokens: int = 64
     temperature: float = 0.0  # greedy, as local prediction
-    fps: float = 2.0  # frames for a video sent as images: decoded at this rate ...
-    max_frames: int = 32
+    fps: float = media_field("fps")  # frames for a video sent as images: decoded at this rate ...
+    max_frames: int = media_field("max_frames")
     frames_per_video: int = 4  # ... then this many spread over the clip (as model/generic.py)
-    max_audio_seconds: float = 30.0  # a re-encoded clip is cut here, as local prediction cuts it
-    allow_outside_root: bool = False
+    max_audio_seconds: float = media_field("max_audio_seconds")  # a re-encoded clip is cut here, as locally
+    allow_outside_root: bool = media_field("allow_outside_root")
 
     def generation(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_new_tokens}

@@ -2,7 +2,8 @@
 
 Shared by local prediction with a non-Omni backbone (:mod:`hba_core.model.generic`) and served prediction
 (:mod:`hba_core.served`); torch-free so a ``[judge,media]`` install can count them. Kinds read
-``"<modality>-><what instead>"`` (``video->frames``, ``audio->transcript``, ``image->dropped``...).
+``"<modality>-><what instead>"`` (``video->frames``, ``video->audio``, ``audio->transcript``,
+``image->dropped``...).
 
 >>> subs = Substitutions()
 >>> subs.add("cremad", "audio->transcript"); subs.add("cremad", "audio->transcript")

@@ -25,7 +25,7 @@ class LazyBackbone:
 
     def __init__(self, checkpoint: str):
         from hba_core.errors import InputError
-        from hba_core.model.checkpoint import CONFIG, is_checkpoint
+        from hba_core.model.checkpoint import CONFIG, is_checkpoint, require_omni
 
         if not is_checkpoint(checkpoint):
             raise InputError(
@@ -33,6 +33,7 @@ class LazyBackbone:
             )
         self.checkpoint = checkpoint
         self.config = json.loads((Path(checkpoint) / CONFIG).read_text())
+        require_omni(checkpoint, self.config, "hba-bam")  # its collation and Δh hooks are the Thinker's
         self.seconds_loading = 0.0
         self._model: Any = None
         self._processor: Any = None
@@ -73,7 +74,19 @@ class LazyBackbone:
         return self._heads
 
     def head_state(self, task: str) -> dict[str, torch.Tensor] | None:
-        """``task``'s head (weight, bias) as saved in heads.safetensors (what load_checkpoint loads), or None."""
+        """``task``'s head (weight, bias) as saved in heads.safetensors (what load_checkpoint loads), or None.
+
+        A checkpoint whose heads were never trained (hba-sft gen) is refused: BAM's Δh would be fitted to
+        randomly initialised heads.
+        """
+        if not self.config.get("heads_trained", True):
+            from hba_core.errors import InputError
+
+            raise InputError(
+                str(self.checkpoint),
+                f"its task heads were never trained (an hba-sft gen model), so BAM cannot adapt the {task} head; "
+                "start from a cls or joint checkpoint",
+            )
         prefix = f"{task}."
         state = {k.removeprefix(prefix): v for k, v in self._saved_heads().items() if k.startswith(prefix)}
         return state or None

@@ -22,25 +22,12 @@ from torch import nn
 
 from hba_core import registry
 from hba_core.bam.adapter import AdapterSet
+from hba_core.bam.settings import BamSettings  # re-exported: the hyper-parameters (no torch there)
 
 
 def default_batch_size(dataset: str) -> int:
     """C.2's effective batch size for BAM training on ``dataset`` (declared in the registry)."""
     return registry.batch_size(dataset)
-
-
-@dataclass(frozen=True)
-class BamSettings:
-    hidden: int = 256  # adapter MLP width (Table 11 compares 512)
-    dropout: float = 0.1  # feature dropout (arch hba) or modality dropout (arch reference: 0.2 in run_bam.sh)
-    alpha_init: float = 0.1  # the reference's run_bam.sh starts alpha at 4.0
-    arch: str = "hba"  # hba: z-score + LayerNorm + GELU MLP; reference: its LayerNorm -> Linear -> ReLU -> Linear
-    features: str = "hba"  # hba: hba's descriptors; reference: the release's .pt features as the reference pools them
-    lr_adapter: float = 5e-4
-    lr_head: float = 1e-4
-    epochs: int = 4
-    batch_size: int | None = None  # None: C.2's size for the dataset
-    seed: int = 0
 
 
 # Pooled h_penult of the given rows (n,) -> (n, H): the uncached path runs the frozen backbone here.

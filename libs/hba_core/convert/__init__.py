@@ -3,6 +3,7 @@
 One adapter module per source (``hba_core.convert.<source>``, names from the registry's [sources]),
 each with ``build(raw_dir, *, check_media=True)`` yielding samples and :class:`~hba_core.convert.base.Reject`.
 :func:`~hba_core.convert.base.build_source` runs one, checking labels and media and counting rejects.
+:func:`~hba_core.convert.build.build_files` runs several into a samples and a rejects file (hba-convert build).
 """
 
 from hba_core.convert.base import BuildSummary, Reject, adapter, build_source

@@ -107,31 +107,20 @@ def build(raw_dir: Path, *, check_media: bool = True) -> Iterator[dict | Reject]
             clip = f"Videos/Segmented/Combined/{vid}_{index}.mp4"
             ids["file"] = clip
             transcript = _transcripts(raw_dir, vid, cache).get(index)
-            senti = sentiment_class(score)
-            yield make_sample(
-                "mosei_senti",
-                split=split,
-                question=QUESTIONS["mosei_senti"],
-                instruction=label_instruction("mosei_senti", CONTEXT, QUESTIONS["mosei_senti"]),
-                answer=senti,
-                class_label=senti,
-                video=clip,
-                audio=clip,
-                transcript=transcript,
-                source_ids=ids,
-                original_label=score,
-            )
-            if emotion is not None:
+            labels = [("mosei_senti", sentiment_class(score), score)]  # one segment: a sentiment sample, and
+            if emotion is not None:  # an emotion sample when the row has the six emotion intensities
+                labels.append(("mosei_emotion", emotion, emotion_original))
+            for dataset, label, original in labels:
                 yield make_sample(
-                    "mosei_emotion",
+                    dataset,
                     split=split,
-                    question=QUESTIONS["mosei_emotion"],
-                    instruction=label_instruction("mosei_emotion", CONTEXT, QUESTIONS["mosei_emotion"]),
-                    answer=emotion,
-                    class_label=emotion,
+                    question=QUESTIONS[dataset],
+                    instruction=label_instruction(dataset, CONTEXT, QUESTIONS[dataset]),
+                    answer=label,
+                    class_label=label,
                     video=clip,
                     audio=clip,
                     transcript=transcript,
                     source_ids=ids,
-                    original_label=emotion_original,
+                    original_label=original,
                 )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hba_core import registry
-from hba_core.errors import InputError, UnknownNameError
+from hba_core.errors import InputError, UnknownNameError, first_few
 from hba_core.jsonl import PathLike, display_name
 from hba_core.samples import iter_samples
 
@@ -103,10 +103,9 @@ def select_samples(
             elif keep(row):
                 kept.append(row)
     if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise InputError(
             bad[0],
-            f"{len(bad)} samples have a missing or unknown dataset: {', '.join(bad[:3])}{more}; "
+            f"{len(bad)} samples have a missing or unknown dataset: {first_few(bad)}; "
             "fix them first (hba-validate sample lists every problem)",
         )
     return kept, seen

@@ -1,7 +1,10 @@
-"""Looking into a store: coverage statistics, one clip, and pooled vectors per sample (what the BAM adapter reads).
+"""Looking into a store: coverage statistics, one clip, and pooled vectors per sample (what the BAM adapter reads);
+and the text hba-descriptors prints about them (the command only echoes these lines).
 
 >>> SAMPLE_MEDIA["audio"]
 ('audios', 'videos')
+>>> error_lines([("a.mp4", "face", "unreadable")] * 3, limit=2)[-1]
+'  ... and 1 more (see `hba-descriptors stats`)'
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hba_core.descriptors.store import DescriptorStore, pooled
-from hba_core.jsonl import PathLike
+from hba_core.jsonl import PathLike, atomic_output, dumps_line
 from hba_core.samples import iter_samples
 
 # Which media of a sample feed each stream, in order of preference: audio from the audio file, else the video's track.
@@ -104,3 +107,84 @@ def sample_vectors(
         missing += sum(1 for k in keys[stream] if k not in present)
         out[stream] = (matrix, counts)
     return ids, out, missing
+
+
+def write_pooled(out: str, ids: list[str], vectors: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write :func:`sample_vectors`' result atomically: ``.npz`` (``ids`` + per stream its matrix and
+    ``<stream>_valid_counts``), else JSONL, one row per sample with NaN as ``null`` (``-`` = stdout)."""
+    if out.endswith(".npz"):
+        arrays = {"ids": np.array(ids, dtype=str)}
+        for name, (matrix, counts) in vectors.items():
+            arrays[name], arrays[f"{name}_valid_counts"] = matrix, counts
+        with atomic_output(out) as fh:
+            np.savez(fh, **arrays)
+        return
+    with atomic_output(out) as fh:
+        for i, sample in enumerate(ids):
+            row: dict[str, Any] = {"id": sample}
+            for name, (matrix, counts) in vectors.items():
+                row[name] = [None if x != x else float(x) for x in matrix[i]]
+                row[f"{name}_valid_counts"] = int(counts[i])
+            fh.write(dumps_line(row))
+
+
+# ------------------------------------------------------------------ what the command prints (stderr)
+
+
+def error_lines(errors: list[tuple[str, str, str]], limit: int = 20) -> list[str]:
+    """``  error KEY [STREAM]: REASON`` for the first ``limit`` errors, then how many more."""
+    lines = [f"  error {key} [{stream}]: {reason}" for key, stream, reason in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more (see `hba-descriptors stats`)")
+    return lines
+
+
+def extract_lines(summary: Any, limit: int = 20) -> list[str]:
+    """The report of one ``run_extract`` (:class:`~hba_core.descriptors.extract.ExtractSummary`)."""
+    frames = ", ".join(
+        f"{s} {n} frames ({summary.invalid_frames.get(s, 0)} without detection)" for s, n in summary.frames.items()
+    )
+    head = (
+        f"{summary.media} media: {summary.extracted} extracted, {summary.skipped} already in the store, "
+        f"{len(summary.errors)} errors, {len(summary.bad_rows)} bad rows" + (f"; {frames}" if frames else "")
+    )
+    return [head, *error_lines(summary.errors, limit), *(f"  bad row skipped: {p}" for p in summary.bad_rows[:limit])]
+
+
+def import_lines(summary: Any, limit: int = 20) -> list[str]:
+    """The report of one ``import_pt`` (:class:`~hba_core.descriptors.import_pt.ImportSummary`): failed files
+    with the sample that needs them."""
+    head = (
+        f"{summary.files} feature files: {summary.imported} imported, {summary.skipped} already in the store, "
+        f"{len(summary.errors)} errors"
+    )
+    named = [(f"{key} ({summary.used_by.get(key, '?')})", s, r) for key, s, r in summary.errors]
+    return [head, *error_lines(named, limit)]
+
+
+def merge_line(summary: Any, n_stores: int) -> str:
+    """The report of one ``merge_stores`` (:class:`~hba_core.descriptors.merge.MergeSummary`)."""
+    copied = ", ".join(f"{s} {n}" for s, n in summary.clips.items()) or "nothing"
+    return (
+        f"merged {n_stores} stores: {copied} clips copied, {summary.skipped} already there, {summary.errors} error rows"
+    )
+
+
+STATS_COLUMNS = (  # (row field, header, width)
+    ("dataset", "dataset", -14),
+    ("stream", "stream", -10),
+    ("clips", "clips", 7),
+    ("frames", "frames", 9),
+    ("invalid_frames", "no-detect", 9),
+    ("clips_without_valid_frames", "empty", 6),
+    ("errors", "errors", 6),
+)
+
+
+def stats_table(rows: list[dict[str, Any]]) -> list[str]:
+    """:func:`stats` rows as a fixed-width table: a header line, then one line per row."""
+
+    def line(values: list[Any]) -> str:
+        return " ".join(f"{v:<{-w}}" if w < 0 else f"{v:>{w}}" for v, (_, _, w) in zip(values, STATS_COLUMNS))
+
+    return [line([h for _, h, _ in STATS_COLUMNS]), *(line([row[k] for k, _, _ in STATS_COLUMNS]) for row in rows)]

@@ -4,5 +4,7 @@ Modules: ``prompts`` (the paper's and the reference script's judge and rater pro
 variant name), ``protocols`` (the reference script's request layout and readings), ``questions`` (what
 the judge is shown), ``replies`` (strict reply parsing), ``client`` (one async OpenAI-compatible HTTP
 client with concurrency, rate limit, timeouts and retries), ``cache`` (SQLite, kill-safe),
-``run`` (one run, input order out), ``agreement`` (Cohen's kappa), ``progress`` (stderr line).
+``items`` (what a run judges), ``judgments`` (reply -> record -> validated row), ``summary`` (the run's
+counts and report), ``run`` (one run, input order out), ``agreement`` (Cohen's kappa), ``progress``
+(stderr line).
 """

@@ -30,7 +30,7 @@ import orjson
 from hba_core.errors import InputError
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, record BLOB NOT NULL)"
-# Judgment-row shapes that passed judgment.schema.json, per hash of that file (see run._validate).
+# Judgment-row shapes that passed judgment.schema.json, per hash of that file (see judgments.validate).
 _SHAPES = (
     "CREATE TABLE IF NOT EXISTS validated_shapes "
     "(schema TEXT NOT NULL, shape TEXT NOT NULL, PRIMARY KEY (schema, shape))"

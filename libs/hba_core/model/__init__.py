@@ -13,10 +13,12 @@ Modules, one concept each:
 - :mod:`~hba_core.model.heads` - masked-mean pooling and one classifier head per task;
 - :mod:`~hba_core.model.omnisapiens` - the model: pooled h_penult, heads, LM-head decoder, log-probs;
 - :mod:`~hba_core.model.checkpoint` - save / load / merge checkpoints;
-- :mod:`~hba_core.model.sft_setup` - SFT options, sample selection, trainable parameters, schedule;
+- :mod:`~hba_core.model.sft_options` - SFT options (API + CLI + config file; no torch);
+- :mod:`~hba_core.model.sft_setup` - SFT sample selection, trainable parameters, schedule, model;
 - :mod:`~hba_core.model.train` - the SFT loop (single process, torchrun or deepspeed).
 
 Prediction sits above this package and BAM (:mod:`hba_core.predict`, :mod:`hba_core.predict_parallel`).
 
-Everything here needs the ``train`` extra (torch, transformers, peft); the rest of hba_core does not.
+Everything here needs the ``train`` extra (torch, transformers, peft), but ``sft_options``; the rest of hba_core
+does not.
 """

@@ -9,8 +9,11 @@ and token2wav weights are never read - that is what keeps ZeRO-3 working.
 
 LoRA (App. C.2 defaults: r=32, alpha=64, dropout 0.05) goes on the q/k/v/o/gate/up/down projections
 of the *language model only*. The audio and vision encoders get no LoRA and stay frozen, as in the
-paper's setup: their MLPs also have ``gate_proj``/``up_proj``/``down_proj`` modules, so the target is a
-regular expression anchored on ``model.language_model.layers``.
+paper's setup: their MLPs also have ``gate_proj``/``up_proj``/``down_proj`` modules (Qwen2.5-VL's
+vision blocks too, Gemma 3's SigLIP tower has ``q_proj``/``k_proj``/``v_proj``), so the target is a
+regular expression anchored on the decoder's own layers (:func:`lora_target_regex`: the module
+``get_decoder()`` returns - ``model.language_model`` in the Thinker, Qwen2.5-VL and Gemma 3, ``model``
+in a causal LM).
 
 >>> from hba_core.model.backbone import load_thinker, load_processor, add_lora   # doctest: +SKIP
 >>> thinker = add_lora(load_thinker("Qwen/Qwen2.5-Omni-7B", dtype="bfloat16"))  # doctest: +SKIP
@@ -162,8 +165,23 @@ def load_processor(
     return processor
 
 
+def lora_target_regex(model: Any) -> str:
+    """LoRA's ``target_modules`` for any backbone: the attention and MLP projections of the layers of the
+    module ``model.get_decoder()`` returns (the LLM), found by identity among ``named_modules()``; encoders'
+    modules of the same names lie elsewhere and never match. The Thinker's is :data:`LORA_TARGET_REGEX`'s set.
+    """
+    import re
+
+    decoder = model.get_decoder()
+    prefix = next((name for name, module in model.named_modules() if module is decoder), None)
+    if prefix is None:  # get_decoder() is the model itself: a bare decoder
+        raise ValueError(f"{type(model).__name__}: its decoder is not a submodule; cannot place LoRA on it")
+    return re.escape(prefix) + LORA_TARGET_REGEX.removeprefix(".*language_model")
+
+
 def add_lora(thinker: Any, settings: LoraSettings = LoraSettings()) -> Any:
-    """Wrap the Thinker in a peft ``PeftModel`` with LoRA on the LLM projections; everything else frozen.
+    """Wrap a backbone (the Thinker or any :mod:`hba_core.model.backbones` family) in a peft ``PeftModel``
+    with LoRA on its LLM's projections (:func:`lora_target_regex`); everything else frozen.
 
     LoRA's B matrices start at zero, so the wrapped model computes exactly what the base does.
     """
@@ -173,7 +191,7 @@ def add_lora(thinker: Any, settings: LoraSettings = LoraSettings()) -> Any:
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=LORA_TARGET_REGEX,
+        target_modules=lora_target_regex(thinker),
         bias="none",
     )
     return get_peft_model(thinker, config)

@@ -11,9 +11,15 @@ adapter                   loads with                                 takes
                           (Qwen2.5-VL, Qwen3-VL, Gemma 3/3n/4,        when its processor has a
                           LLaVA-OneVision, ...)                       video processor / feature
                                                                       extractor)
-``audio_lm``              ``AutoModelForSeq2SeqLM`` (Qwen2-Audio)      text, audio
+``audio_lm``              ``AutoModelForMultimodalLM`` (Qwen2-Audio)   text, audio
 ``causal_lm``             ``AutoModelForCausalLM``                    text
 ========================  =========================================  ==========================
+
+Qwen2-Audio is a decoder-only LM fed by a Whisper-style encoder, not an encoder-decoder: transformers
+lists it under ``AutoModelForMultimodalLM`` (text + other media in, text out). Its name also sits in
+transformers' seq2seq table (5.24), so ``AutoModelForSeq2SeqLM`` happens to load it as well; the
+multimodal-LM class is the one that says what it is (``tests/test_any_model.py`` loads the tiny
+Qwen2-Audio through it).
 
 The choice is made from ``model_type`` alone, looked up in transformers' own auto-class tables, never
 by trying loaders in turn: a directory of an unknown kind is refused in one line before any weights
@@ -25,6 +31,8 @@ exist. HumanOmniV2-7B loads through whichever adapter its ``model_type`` names.
 frozenset({'text'})
 >>> backbone_for({"model_type": "qwen2_5_omni"}).adapter
 'omni_thinker'
+>>> backbone_for({"model_type": "qwen2_audio"}).auto_class
+'AutoModelForMultimodalLM'
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ def backbone_for(config: dict[str, Any], processor: Any = None) -> Backbone:
             "Qwen2_5OmniThinkerForConditionalGeneration",
         )
     if model_type in AUDIO_LM_TYPES:
-        return Backbone("audio_lm", model_type, frozenset({"text", "audio"}), "AutoModelForSeq2SeqLM")
+        return Backbone("audio_lm", model_type, frozenset({"text", "audio"}), "AutoModelForMultimodalLM")
     image_text, causal = _auto_tables()
     if model_type in image_text:
         takes = {"text", "image"}

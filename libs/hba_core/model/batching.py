@@ -21,6 +21,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from hba_core import registry
+from hba_core.samples import group_by_signature, signature_of
 
 BUCKET_BATCHES = 64  # sort windows of this many batches by length: less padding, still shuffled
 
@@ -28,7 +29,7 @@ BUCKET_BATCHES = 64  # sort windows of this many batches by length: less padding
 def batch_key(sample: dict[str, Any]) -> tuple[str, str]:
     """``(kind, modality_signature)``: samples that may share a batch."""
     kind = "qa" if registry.dataset(sample["dataset"]).is_free_text else "cls"
-    return kind, str(sample.get("modality_signature") or "text")
+    return kind, signature_of(sample)
 
 
 def length_estimate(sample: dict[str, Any]) -> int:
@@ -41,9 +42,7 @@ def plan_batches(
 ) -> list[list[int]]:
     """Indices of ``samples`` grouped into homogeneous, length-bucketed batches, in a seeded random order."""
     rng = random.Random(f"{seed}-{epoch}")
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, sample in enumerate(samples):
-        groups.setdefault(batch_key(sample), []).append(i)
+    groups = group_by_signature(samples, key=batch_key)
     batches: list[list[int]] = []
     for key in sorted(groups):
         members = groups[key]

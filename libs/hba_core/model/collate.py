@@ -7,6 +7,8 @@ Public API (stable: the GRPO and BAM tools build on it):
   ``{"type": "audio"}`` placeholders in the order of the ``<video>``/``<audio>`` tags of ``problem``;
 - :func:`prepare_sample` - decode one sample's media (raises :class:`~hba_core.errors.MediaError`);
 - :func:`encode_batch` - run the processor on prepared samples of one modality signature -> :class:`Batch`;
+- :func:`answer_target` / :func:`target_labels` - the teacher-forcing target (answer + end token) and its
+  ``lm_labels`` (only the target's tokens; tests/test_sft_gen.py checks the mask on the real processor);
 - :class:`Collator` - ``samples -> Batch`` for a DataLoader (decoding runs in its workers); samples whose
   media cannot be decoded are logged, skipped and listed in ``Batch.skipped`` - never black frames.
 
@@ -37,29 +39,11 @@ import torch
 from hba_core import registry
 from hba_core.errors import HbaError, InputError, MediaError
 from hba_core.media import SAMPLE_RATE, decode_audio, resolve_media, sample_video_frames
+from hba_core.media_settings import MediaSettings  # re-exported: `from hba_core.model.collate import MediaSettings`
 from hba_core.samples import MODALITY_TAG
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
-
-
-@dataclass(frozen=True)
-class MediaSettings:
-    """How media become model inputs. Defaults fit the 7B Thinker at micro-batch 2 in 80 GB (bf16, LoRA,
-    gradient checkpointing): <= 32 frames of <= 256x28x28 pixels is <= 4096 video tokens, plus 750 audio tokens."""
-
-    data_root: str = "."
-    fps: float = 2.0  # frames per second sampled from the video
-    max_frames: int = 32  # longer clips: this many frames spread evenly (memory grows linearly)
-    max_pixels: int = 256 * 28 * 28  # per frame after resizing (tokens per frame pair = pixels / 28 / 28)
-    min_pixels: int = 16 * 28 * 28
-    max_audio_seconds: float = 30.0  # longer audio is cut here and counted (Batch.audio_cut)
-    allow_outside_root: bool = False
-
-    @property
-    def decode_side(self) -> int:
-        """Longest side frames are decoded at: enough for ``max_pixels`` at 16:9, cheaper than full size."""
-        return int((self.max_pixels * 16 / 9) ** 0.5) // 2 * 2
 
 
 @dataclass
@@ -171,12 +155,19 @@ def _audio(path: Any, settings: MediaSettings) -> tuple[np.ndarray, int]:
 
 
 def prepare_sample(
-    sample: dict[str, Any], processor: Any, settings: MediaSettings, *, with_target: bool, template: str | None = None
+    sample: dict[str, Any],
+    processor: Any,
+    settings: MediaSettings,
+    *,
+    with_target: bool,
+    template: str | None = None,
+    every_answer: bool = False,
 ) -> Prepared:
     """Decode one sample's media and build its chat text. Raises MediaError for undecodable media.
 
-    ``with_target`` appends the answer (free-text tasks) for teacher forcing; ``template="think"`` wraps
-    the problem in the GRPO reasoning instruction.
+    ``with_target`` appends the answer + end-of-turn token (:func:`answer_target`) for teacher forcing:
+    free-text tasks only, or every sample with ``every_answer`` (hba-sft gen: a classification sample's
+    answer is its label text); ``template="think"`` wraps the problem in the GRPO reasoning instruction.
     """
     ds = registry.dataset(sample["dataset"])
     signature = sample.get("modality_signature") or ""
@@ -223,8 +214,8 @@ def prepare_sample(
         sample_messages(problem, interleave=interleave), add_generation_prompt=True, tokenize=False
     )
     target = None
-    if with_target and ds.is_free_text:
-        target = str(sample.get("answer", "")) + processor.tokenizer.eos_token
+    if with_target and (ds.is_free_text or every_answer):
+        target = answer_target(sample, processor.tokenizer.eos_token)  # <|im_end|>: the template's end of turn
         text += target
     return Prepared(
         id=where,
@@ -268,7 +259,13 @@ def encode_batch(prepared: list[Prepared], processor: Any, settings: MediaSettin
     check_placeholders(inputs, processor)
     lm_labels = None
     if any(p.target is not None for p in prepared):
-        lm_labels = _target_labels(inputs["input_ids"], prepared, processor)
+        lm_labels = target_labels(
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            [p.target for p in prepared],
+            processor.tokenizer,
+            [p.id for p in prepared],
+        )
     return Batch(
         inputs=inputs,
         ids=[p.id for p in prepared],
@@ -280,17 +277,50 @@ def encode_batch(prepared: list[Prepared], processor: Any, settings: MediaSettin
     )
 
 
-def _target_labels(input_ids: torch.Tensor, prepared: list[Prepared], processor: Any) -> torch.Tensor:
-    """Teacher-forcing labels: the target's token ids at the end of each (left-padded) row, IGNORE elsewhere."""
+def answer_target(sample: dict[str, Any], end_token: str) -> str:
+    """What the decoder is taught to write for a sample: its answer, then the end-of-turn token.
+
+    A free-text sample's answer is its ``answer``; a classification sample's is its label text (``answer``,
+    else ``class_label``). ``end_token`` is the token the chat template closes an assistant turn with
+    (Qwen2.5-Omni: ``<|im_end|>``, its tokenizer's EOS; Gemma 3: ``<end_of_turn>``, not its EOS): a model
+    trained on it learns to stop - the reference's mask never trains it (docs/reference.md).
+
+    >>> answer_target({"answer": "anger", "class_label": "anger"}, "<|im_end|>")
+    'anger<|im_end|>'
+    """
+    answer = sample.get("answer") or sample.get("class_label") or ""
+    return str(answer) + end_token
+
+
+def target_labels(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    targets: list[str | None],
+    tokenizer: Any,
+    ids: list[str] | None = None,
+) -> torch.Tensor:
+    """Teacher-forcing labels (B, T): each row's target token ids where they sit, IGNORE_INDEX elsewhere.
+
+    A target was appended to its row's text, so its tokens are the row's last real tokens (found from
+    ``attention_mask``: left or right padding alike). Prompt, padding and rows without a target
+    (``None``) are IGNORE_INDEX. Labels sit on the target tokens themselves; the shift to "position t
+    predicts token t+1" happens once, in :func:`hba_core.model.omnisapiens.lm_loss_sum`, so the last
+    prompt token predicts the first answer token and the last answer token predicts the end token.
+    """
     labels = torch.full_like(input_ids, IGNORE_INDEX)
-    for row, p in enumerate(prepared):
-        if p.target is None:
+    for row, target in enumerate(targets):
+        if target is None:
             continue
-        ids = processor.tokenizer(p.target, add_special_tokens=False)["input_ids"]
-        tail = input_ids[row, -len(ids) :].tolist()
-        if tail != ids:
-            raise ValueError(f"{p.id}: target tokens do not tokenise the same inside the prompt")
-        labels[row, -len(ids) :] = torch.tensor(ids)
+        name = ids[row] if ids else f"row {row}"
+        tokens = tokenizer(target, add_special_tokens=False)["input_ids"]
+        real = attention_mask[row].nonzero().flatten()  # positions of the row's real tokens
+        end = int(real[-1]) + 1
+        start = end - len(tokens)
+        if int(real[-1] - real[0]) + 1 != len(real) or start <= int(real[0]):
+            raise ValueError(f"{name}: the row's real tokens are not one run ending in a {len(tokens)}-token target")
+        if input_ids[row, start:end].tolist() != tokens:
+            raise ValueError(f"{name}: target tokens do not tokenise the same inside the prompt")
+        labels[row, start:end] = torch.tensor(tokens)
     return labels
 
 
@@ -318,8 +348,17 @@ def check_placeholders(inputs: dict[str, Any], processor: Any) -> None:
 class Collator:
     """``samples -> Batch`` for a DataLoader's ``collate_fn``: decode, skip (and report) bad media, encode."""
 
-    def __init__(self, processor: Any, settings: MediaSettings, *, targets: bool, template: str | None = None):
+    def __init__(
+        self,
+        processor: Any,
+        settings: MediaSettings,
+        *,
+        targets: bool,
+        template: str | None = None,
+        every_answer: bool = False,
+    ):
         self.processor, self.settings, self.targets, self.template = processor, settings, targets, template
+        self.every_answer = every_answer  # targets for classification samples too (hba-sft gen)
 
     def __call__(self, samples: list[dict[str, Any]]) -> Batch:
         prepared: list[Prepared] = []
@@ -328,7 +367,12 @@ class Collator:
             try:
                 prepared.append(
                     prepare_sample(
-                        sample, self.processor, self.settings, with_target=self.targets, template=self.template
+                        sample,
+                        self.processor,
+                        self.settings,
+                        with_target=self.targets,
+                        template=self.template,
+                        every_answer=self.every_answer,
                     )
                 )
             except HbaError as exc:

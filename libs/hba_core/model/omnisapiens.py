@@ -13,6 +13,7 @@ Public API, for the SFT, BAM and GRPO tools:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hba_core.model.backbones import Backbone, backbone_for
 from hba_core.model.collate import IGNORE_INDEX, Batch
 from hba_core.model.heads import TaskHeads, classification_loss, dataset_labels, masked_mean
 
@@ -74,8 +76,17 @@ def run_to_penultimate(model: nn.Module, **inputs: Any) -> torch.Tensor:
     A forward pre-hook on the last layer raises a private exception with the tensor (caught here;
     transformers resets its output-capture state in a ``finally``). The hook runs first (``prepend``),
     before any other hook on that layer (e.g. a ZeRO-3 parameter fetch), and is removed on every exit.
+
+    Under ZeRO-3 the layers that ran have released their parameters in their own post-forward hooks and the
+    last layer's are never gathered. The modules *around* it (peft's wrappers, the model, its text model) were
+    entered but are never left, so their post-forward hooks do not run: they own no parameters of their own
+    (nothing to release), but each pushed itself on DeepSpeed's stack of modules in forward, which their
+    post-forward hook would have popped; that stack is put back to its depth before the call. Checked with
+    single-process ZeRO-3 on the tiny Thinker: same losses as the full forward, no parameter left gathered.
     """
     last = model.get_decoder().layers[-1]  # through peft's wrapper to the text model
+    stack = _zero3_module_stack()
+    depth = len(stack) if stack is not None else 0
 
     def stop(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         raise _ReachedLastLayer(args[0] if args else kwargs["hidden_states"])
@@ -84,10 +95,19 @@ def run_to_penultimate(model: nn.Module, **inputs: Any) -> torch.Tensor:
     try:
         model(**inputs, use_cache=False)
     except _ReachedLastLayer as reached:
+        if stack is not None:
+            del stack[depth:]  # what the skipped post-forward hooks of the enclosing modules would have popped
         return reached.hidden
     finally:
         handle.remove()
     raise RuntimeError(f"{type(model).__name__}'s forward never entered its last decoder layer")
+
+
+def _zero3_module_stack() -> list[Any] | None:
+    """DeepSpeed ZeRO-3's ``FWD_MODULE_STACK`` (modules in forward: pushed by its pre-, popped by its
+    post-forward hooks) when DeepSpeed is loaded, else None; never imports DeepSpeed."""
+    offload = sys.modules.get("deepspeed.runtime.zero.parameter_offload")
+    return getattr(offload, "FWD_MODULE_STACK", None)
 
 
 def pooled_penultimate_early(thinker: nn.Module, batch: Batch) -> torch.Tensor:
@@ -110,13 +130,20 @@ def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 
 
 class OmniSapiens(nn.Module):
-    """The Thinker (plain or peft-wrapped) + :class:`TaskHeads`. ``hidden_size`` is the LLM's width."""
+    """The Thinker (plain or peft-wrapped) + :class:`TaskHeads`. ``hidden_size`` is the LLM's width.
 
-    def __init__(self, thinker: nn.Module, label_space: dict[str, list[str]]):
+    ``thinker`` may be any backbone that exposes hidden states (``backbone``: its
+    :mod:`~hba_core.model.backbones` adapter, Qwen2.5-Omni's Thinker when omitted): Qwen2.5-VL, Gemma 3, a
+    causal LM. The heads read ``hidden_states[-2]`` and the decoder is ``get_output_embeddings()`` for all.
+    """
+
+    def __init__(self, thinker: nn.Module, label_space: dict[str, list[str]], backbone: Backbone | None = None):
         super().__init__()
         self.thinker = thinker
+        self.backbone = backbone or backbone_for({"model_type": "qwen2_5_omni_thinker"})
         hidden = self.text_config.hidden_size
         self.heads = TaskHeads(hidden, label_space)
+        self.heads_trained = True  # False when loaded from a checkpoint whose heads are their random init (gen)
 
     @property
     def text_config(self) -> Any:
@@ -137,8 +164,14 @@ class OmniSapiens(nn.Module):
         """Losses of a batch: CE of the task heads (rows with a label) and LM CE on target tokens.
 
         ``total`` = mean CE over labelled rows + mean CE over target tokens (L = L_cls + L_qa, App. B.1).
+        Without the LM loss (``lm=False``: the cls stage) the backbone stops at the penultimate layer
+        (:func:`pooled_penultimate_early`): the last layer and the logits would get no gradient anyway, so
+        loss and gradients are those of the full forward (tests/test_any_sft.py), for less work and memory.
         """
-        pooled, out = pooled_penultimate(self.thinker, batch)
+        if lm:
+            pooled, out = pooled_penultimate(self.thinker, batch)
+        else:
+            pooled, out = pooled_penultimate_early(self.thinker, batch), None
         parts: list[torch.Tensor] = []
         losses = Losses(total=torch.zeros((), device=pooled.device))
         if cls:
@@ -151,7 +184,7 @@ class OmniSapiens(nn.Module):
                     best = logits.detach().argmax(-1)
                     losses.correct += int((best == batch.label_index.index_select(0, rows)).sum())
                     losses.predicted.update(zip(rows.tolist(), best.tolist()))
-        if lm and batch.lm_labels is not None:
+        if out is not None and batch.lm_labels is not None:
             total, count = lm_loss_sum(out.logits, batch.lm_labels)
             if count:
                 parts.append(total / count)
@@ -219,13 +252,18 @@ def generate(
     max_new_tokens: int = 64,
     greedy: bool = True,
     temperature: float = 1.0,
+    stop_ids: list[int] | None = None,
 ) -> list[str]:
-    """Decoded continuations of a (left-padded) batch; greedy by default, sampling with ``greedy=False``."""
+    """Decoded continuations of a (left-padded) batch; greedy by default, sampling with ``greedy=False``.
+
+    ``stop_ids``: the token ids a row stops at (default: the tokenizer's EOS; Gemma 3 also ends a turn with
+    ``<end_of_turn>``, which is not its EOS).
+    """
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": not greedy,
         "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": stop_ids or tokenizer.eos_token_id,
     }
     if not greedy:
         kwargs["temperature"] = temperature

@@ -1,74 +1,29 @@
-"""SFT setup pieces: the run's options (App. C.2 defaults), which samples a stage trains on, which
-parameters it trains, the cosine schedule, and the model it starts from. :mod:`hba_core.model.train` runs them.
+"""SFT setup pieces: which samples a stage trains on, which parameters it trains, the cosine schedule, and
+the model it starts from. :mod:`hba_core.model.train` runs them; the run's options (App. C.2 defaults) are
+:mod:`hba_core.model.sft_options` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from hba_core import registry
 from hba_core.errors import InputError
+from hba_core.media_settings import MediaSettings
 from hba_core.model import checkpoint as ckpt
 from hba_core.model.backbone import LoraSettings, add_lora, load_processor, load_thinker
-from hba_core.model.collate import MediaSettings
+from hba_core.model.backbones import backbone_for
+from hba_core.model.collate import Collator
+from hba_core.model.generic import GenericCollator, GenericModel, load_generic
 from hba_core.model.heads import default_label_space
 from hba_core.model.omnisapiens import OmniSapiens
+from hba_core.model.sft_options import STAGES, SftOptions, sft_options  # noqa: F401 (re-exported)
+from hba_core.model.source import locate
 from hba_core.sample_checks import require_sample, where_of
 from hba_core.samples import iter_samples
-
-STAGES = ("cls", "qa", "joint")
-
-
-@dataclass
-class SftOptions:
-    """Every hyper-parameter of an SFT run (App. C.2 defaults); one object = API + CLI + config file."""
-
-    stage: str  # cls | qa | joint
-    samples: str  # JSONL with a 'split' field (train / val)
-    out: str  # run directory
-    data_root: str = "."
-    model: str = "Qwen/Qwen2.5-Omni-7B"
-    init: str | None = None  # continue from an hba checkpoint
-    datasets: list[str] | None = None
-    exclude: list[str] = field(default_factory=list)
-    lr: float = 1e-4
-    warmup_steps: int = 50
-    epochs: float = 5
-    batch_size: int = 512  # effective batch = micro_batch x processes x accumulation
-    micro_batch: int = 2
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    dtype: str = "float32"  # float32 (as in the paper) or bfloat16 (several times faster on GPUs)
-    gradient_checkpointing: bool = True
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    fps: float = 2.0
-    max_frames: int = 32
-    max_pixels: int = 256 * 28 * 28
-    max_audio_seconds: float = 30.0
-    workers: int = 2
-    seed: int = 0
-    save_every: int = 50  # optimizer steps between resumable states in RUN/last/
-    eval_every: int = 0  # optimizer steps between validations; 0 = at the end of each epoch
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs); resumable
-    deepspeed: str | None = None  # zero2 | zero3 | path to a DeepSpeed JSON config
-    resume: bool = False
-    report_to: str = "none"  # none | tensorboard | wandb
-
-    def media(self) -> MediaSettings:
-        return MediaSettings(
-            data_root=self.data_root,
-            fps=self.fps,
-            max_frames=self.max_frames,
-            max_pixels=self.max_pixels,
-            max_audio_seconds=self.max_audio_seconds,
-        )
-
 
 # ------------------------------------------------------------------ setup pieces
 
@@ -79,7 +34,7 @@ def select_samples(
     datasets: list[str] | None,
     exclude: list[str],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, val) samples of the stage's datasets: classification for cls, free text for qa, both for joint."""
+    """(train, val) samples of the stage's datasets: classification for cls, free text for qa, all for joint/gen."""
     for name in [*(datasets or []), *exclude]:
         registry.dataset(name)  # unknown names fail with the valid ones
     train, val = [], []
@@ -113,10 +68,10 @@ def select_samples(
 
 
 def set_trainable(model: OmniSapiens, stage: str) -> list[torch.nn.Parameter]:
-    """Freeze all but what the stage trains: LoRA + heads (cls), LM head (qa), all three (joint)."""
+    """Freeze all but what the stage trains: LoRA + heads (cls), LM head (qa), all three (joint), LoRA (gen)."""
     for name, p in model.named_parameters():
         lora = "lora_" in name
-        p.requires_grad = stage in ("cls", "joint") and (lora or name.startswith("heads."))
+        p.requires_grad = stage in ("cls", "joint") and (lora or name.startswith("heads.")) or stage == "gen" and lora
     if stage in ("qa", "joint"):
         model.lm_head().weight.requires_grad = True
     return [p for p in model.parameters() if p.requires_grad]
@@ -135,11 +90,35 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
 
 
 def build_model(opts: SftOptions) -> tuple[OmniSapiens, Any]:
-    """(model, processor): from ``opts.init`` (an hba checkpoint) or a fresh LoRA + heads on ``opts.model``."""
+    """(model, processor): from ``opts.init`` (an hba checkpoint) or a fresh LoRA + heads on ``opts.model``.
+
+    The backbone's adapter is chosen from its ``config.json`` (:func:`~hba_core.model.backbones.backbone_for`):
+    Qwen2.5-Omni's Thinker, or any other family through :func:`~hba_core.model.generic.load_generic`
+    (Qwen2.5-VL, Gemma 3, a causal LM); LoRA goes on its LLM's projections only, its encoders stay frozen.
+    """
     if opts.init:
         model, config = ckpt.load_checkpoint(opts.init, dtype=opts.dtype, trainable=True, base_model=None)
         return model, ckpt.load_checkpoint_processor(opts.init, config)
+    source = locate(opts.model, flag="--model")
+    lora = LoraSettings(opts.lora_r, opts.lora_alpha, opts.lora_dropout)
+    if backbone_for(source.config).adapter != "omni_thinker":
+        gm = load_generic(source.load_from, source.config, name=opts.model, dtype=opts.dtype, device=None)
+        torch.manual_seed(opts.seed)  # LoRA and heads initialise identically on every rank and every run
+        return OmniSapiens(add_lora(gm.model, lora), default_label_space(), gm.backbone), gm.processor
     thinker = load_thinker(opts.model, dtype=opts.dtype)
     torch.manual_seed(opts.seed)  # heads initialise identically on every rank and every run
-    thinker = add_lora(thinker, LoraSettings(opts.lora_r, opts.lora_alpha, opts.lora_dropout))
+    thinker = add_lora(thinker, lora)
     return OmniSapiens(thinker, default_label_space()), load_processor(opts.model)
+
+
+def make_collator(
+    model: OmniSapiens, processor: Any, media: MediaSettings, *, every_answer: bool
+) -> Collator | GenericCollator:
+    """The SFT collator of the model's backbone (teacher-forcing targets on): the Omni
+    :class:`~hba_core.model.collate.Collator`, or :class:`~hba_core.model.generic.GenericCollator` (same
+    labels and targets; media the backbone cannot take are substituted and counted in ``Batch.substitutions``).
+    """
+    if model.backbone.adapter == "omni_thinker":
+        return Collator(processor, media, targets=True, every_answer=every_answer)
+    gm = GenericModel(model.backbone.model_type, model.backbone, model.thinker, processor)
+    return GenericCollator(gm, media, targets=True, every_answer=every_answer)

@@ -2,9 +2,11 @@
 
 Stages (App. B.1): ``cls`` trains LoRA + task heads on the classification datasets; ``qa`` freezes
 backbone and heads and trains only the LM head on the free-text datasets; ``joint`` trains all three on
-L = L_cls + L_qa. Defaults are App. C.2: AdamW, lr 1e-4, cosine schedule with 50 warm-up steps,
-effective batch 512 (= micro-batch x processes x accumulation), 5 epochs, keep the checkpoint with the
-lowest validation cross-entropy (promoted to ``RUN/best/`` automatically).
+L = L_cls + L_qa; ``gen`` trains only LoRA on the LM loss of every sample's answer (label text for
+classification samples) and its end token, so the decoder itself answers every task (any backbone).
+Defaults are App. C.2: AdamW, lr 1e-4, cosine schedule with 50 warm-up steps, effective batch 512
+(= micro-batch x processes x accumulation), 5 epochs, keep the checkpoint with the lowest validation
+cross-entropy (promoted to ``RUN/best/`` automatically).
 
 Runs single-process, under ``torchrun`` or under ``deepspeed`` (ZeRO-2/3 configs in
 ``hba_core/training/configs/``; any multi-process run goes through DeepSpeed; gloo on CPU). ``resume=True``
@@ -18,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,17 @@ import torch
 from hba_core.errors import HbaError, InputError
 from hba_core.model import checkpoint as ckpt
 from hba_core.model.batching import make_loader, plan_batches, shard_batches
-from hba_core.model.collate import Batch, Collator
-from hba_core.model.sft_setup import STAGES, SftOptions, build_model, cosine_schedule, select_samples, set_trainable
+from hba_core.model.collate import Batch
+from hba_core.model.sft_setup import (
+    STAGES,
+    SftOptions,
+    build_model,
+    cosine_schedule,
+    make_collator,
+    select_samples,
+    set_trainable,
+)
+from hba_core.substitutions import Substitutions
 from hba_core.threads import configure_torch_threads
 from hba_core.training import state as train_state
 from hba_core.training.batches import first_decodable, is_empty
@@ -51,6 +63,8 @@ class Progress:
     skipped: int = 0
     audio_cut: int = 0
     samples: int = 0
+    # dataset -> {"video->frames": n, ...}: media a non-Omni backbone could not take (this rank)
+    substitutions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Trainer:
@@ -101,7 +115,8 @@ class Trainer:
             )
         self.optimizer, self.scheduler = optimizer, scheduler
         self.progress = Progress()
-        self.collate = Collator(self.processor, opts.media(), targets=True)
+        # gen teaches every sample's answer (a classification sample's label text) to the decoder
+        self.collate = make_collator(self.model, self.processor, opts.media(), every_answer=opts.stage == "gen")
         self.metrics_log = MetricsLog(
             self.run_dir / "metrics.jsonl", main=self.dist.main, report_to=opts.report_to, project="hba-sft"
         )
@@ -145,7 +160,7 @@ class Trainer:
     # ---------------------------------------------------------- steps
 
     def forward(self, batch: Batch) -> Any:
-        cls, lm = self.opts.stage in ("cls", "joint"), self.opts.stage in ("qa", "joint")
+        cls, lm = self.opts.stage in ("cls", "joint"), self.opts.stage in ("qa", "joint", "gen")
         context = (
             torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         )
@@ -204,6 +219,8 @@ class Trainer:
         from hba_core.model.evaluate import gather_for_save
 
         with gather_for_save(self):
+            # qa and gen leave the heads as they found them: trained only if the --init checkpoint's were
+            heads = self.opts.stage in ("cls", "joint") or bool(self.opts.init) and self.model.heads_trained
             if self.dist.main:
                 ckpt.save_checkpoint(
                     self.model,
@@ -212,6 +229,7 @@ class Trainer:
                     processor=self.processor,
                     lm_head_trained=self.opts.stage in ("qa", "joint") or self._init_lm_head(),
                     metrics=metrics,
+                    heads_trained=heads,
                 )
 
     def _init_lm_head(self) -> bool:
@@ -261,6 +279,11 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
         for batch in loader:
             p.skipped += len(batch.skipped)
             p.audio_cut += batch.audio_cut
+            if batch.substitutions:
+                subs = Substitutions()
+                subs.merge(p.substitutions)
+                subs.merge(batch.substitutions)
+                p.substitutions = subs.as_dict()
             loss, stepped = trainer.micro_step(batch, last_in_epoch=p.micro + 1 == per_epoch)
             p.micro += 1
             p.samples += len(batch)
@@ -298,6 +321,9 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
         p.epoch, p.micro = p.epoch + 1, 0
         trainer.save_state()
     counts = [sum(part) for part in zip(*all_gather((p.samples, p.skipped, p.audio_cut)))]
+    substitutions = Substitutions()
+    for part in all_gather(p.substitutions):
+        substitutions.merge(part)
     summary = {
         "run_dir": str(trainer.run_dir),
         "steps": p.step,
@@ -305,6 +331,8 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
         "samples_seen": counts[0],
         "skipped_samples": counts[1],
         "audio_clips_cut": counts[2],
+        "adapter": trainer.model.backbone.adapter,
+        "substitutions": substitutions.as_dict(),  # training samples, per dataset (non-Omni backbones)
         "main_process": trainer.dist.main,
         "best_val_ce": p.best_val,
         "best": str(trainer.run_dir / "best") if (trainer.run_dir / "best").is_dir() else None,
@@ -312,6 +340,10 @@ def run_sft(opts: SftOptions) -> dict[str, Any]:
     }
     if trainer.dist.main:
         (trainer.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if summary["substitutions"]:  # a backbone without some modality trained on what it takes - never silent
+            print(f"modality substitutions ({summary['adapter']} backbone), per dataset:", file=sys.stderr)
+            for line in substitutions.lines():
+                print(f"  {line}", file=sys.stderr)
     shutdown_distributed()  # cleanup: an open gloo/shm group can abort the process at exit
     return summary
 

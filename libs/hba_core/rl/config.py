@@ -13,8 +13,6 @@ from typing import Any
 
 
 def _opt(default: Any, help: str) -> Any:
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -73,6 +71,11 @@ class GrpoConfig:
         "reward by name (registry.toml [rewards]): paper (Eq. 5), reference (the reference's human_behaviour.py) "
         "or harpo (its human_behaviour_harpo.py: 0.8 acc or similarity + 0.2 format + overlong penalty)",
     )
-    reward_weights: dict[str, float] = _opt(
-        {}, "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, format, similarity; --reward paper only)"
+    reward_weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "override Eq. 5 weights, e.g. similarity=0 (keys: accuracy, format, similarity; --reward paper "
+            "only; repeatable)",
+            "metavar": "TERM=W",
+        },
     )

@@ -224,9 +224,10 @@ def _processor_source(init: str) -> str:
 def _load_init(init: str, dtype: str) -> Any:
     """A Qwen2.5-Omni Thinker (hub id / path / GRPO checkpoint), or an hba-sft checkpoint with LoRA merged."""
     from hba_core.model.backbone import load_thinker
-    from hba_core.model.checkpoint import is_checkpoint, load_checkpoint, merge_lora
+    from hba_core.model.checkpoint import CONFIG, is_checkpoint, load_checkpoint, merge_lora, require_omni
 
     if is_checkpoint(init):
+        require_omni(init, json.loads((Path(init) / CONFIG).read_text()), "hba-grpo")  # before any weights
         model, _ = load_checkpoint(init, dtype=dtype)
         return merge_lora(model)
     return load_thinker(init, dtype=dtype)

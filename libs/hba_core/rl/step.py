@@ -22,6 +22,7 @@ from hba_core.rl.advantages import compute_advantages
 from hba_core.rl.loss import clipped_surrogate_loss
 from hba_core.rl.policy import Policy
 from hba_core.rl.rollout import PromptBatch, SamplingConfig, response_tensors
+from hba_core.samples import group_by_signature
 from hba_core.training.distributed import all_gather, launcher_env
 
 # fn(completions, samples) -> {"total": [...], term: [...]}: every key's mean is logged as reward_<key>.
@@ -88,10 +89,8 @@ def generate_rollouts(
 
 def _signature_chunks(samples: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
     """Consecutive chunks of at most ``size`` samples that share a modality signature (the processor needs it)."""
-    by_sig: dict[str, list[dict[str, Any]]] = {}
-    for s in samples:
-        by_sig.setdefault(str(s.get("modality_signature", "")), []).append(s)
-    return [group[i : i + size] for group in by_sig.values() for i in range(0, len(group), size)]
+    groups = [[samples[i] for i in indices] for indices in group_by_signature(samples).values()]
+    return [group[i : i + size] for group in groups for i in range(0, len(group), size)]
 
 
 def _check_prompt_length(batch: Any, limit: int) -> None:
@@ -121,12 +120,8 @@ class MicroBatch:
 def build_micro_batches(policy: Policy, rollouts: Rollouts, advantages: torch.Tensor, group: int) -> list[MicroBatch]:
     """Micro-batches of ``micro_batch`` rows that never cross a modality signature, with their advantages."""
     size = policy.config.micro_batch
-    rows = list(range(len(rollouts.samples)))
-    by_sig: dict[str, list[int]] = {}
-    for r in rows:
-        by_sig.setdefault(str(rollouts.samples[r].get("modality_signature", "")), []).append(r)
     micro = []
-    for sig_rows in by_sig.values():
+    for sig_rows in group_by_signature(rollouts.samples).values():
         for i in range(0, len(sig_rows), size):
             idx = sig_rows[i : i + size]
             batch = encode_rows(policy, [rollouts.prepared[rollouts.samples[r]["id"]] for r in idx])

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from hba_core import registry
-from hba_core.errors import InputError
+from hba_core.errors import InputError, first_few
 from hba_core.jsonl import atomic_output, iter_jsonl
 from hba_core.rewards import training_reward
 from hba_core.rl import checkpoint as ckpt
@@ -40,7 +40,7 @@ from hba_core.rl.config import GrpoConfig
 from hba_core.rl.policy import Policy
 from hba_core.rl.step import RewardFn, train_step
 from hba_core.sample_checks import require_sample, where_of
-from hba_core.samples import iter_samples
+from hba_core.samples import group_by_signature, iter_samples
 from hba_core.threads import configure_torch_threads
 from hba_core.training.distributed import all_gather, init_distributed, shutdown_distributed
 from hba_core.training.metrics_log import SINKS, MetricsLog
@@ -64,11 +64,10 @@ def load_prompts(path: str) -> list[dict[str, Any]]:
             problems.append(f"{path}:{line} ({sample['id']})")
         samples.append(sample)
     if problems:
-        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise InputError(
             problems[0],
             f"{len(problems)} samples have no gold 'answer' (GRPO rewards need it): "
-            f"{', '.join(problems[:3])}{more}; fix or remove them",
+            f"{first_few(problems)}; fix or remove them",
         )
     if not samples:
         raise InputError(path, "no samples")
@@ -177,7 +176,8 @@ def validate(policy: Policy, samples: list[dict[str, Any]], reward_fn: RewardFn,
     policy.model.eval()  # validation generates as evaluation does; train() again below
     for i in range(0, len(samples), policy.config.rollout_batch):
         chunk = [policy.prompt(s) for s in samples[i : i + policy.config.rollout_batch]]
-        for group in _by_signature(chunk):
+        for indices in group_by_signature(chunk).values():
+            group = [chunk[j] for j in indices]
             batch = policy.collate(group)
             if batch.ids:
                 texts += generate(
@@ -209,13 +209,6 @@ def _scores(samples: list[dict[str, Any]], texts: list[str]) -> dict[str, float 
     preds = predictions_from_rows("policy", [{"id": s["id"], "prediction": t} for s, t in zip(samples, texts)], truth)
     section, _ = score_model(truth, preds)
     return {name: report.get("value") for name, report in section["datasets"].items()}
-
-
-def _by_signature(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for s in samples:
-        groups.setdefault(str(s.get("modality_signature", "")), []).append(s)
-    return list(groups.values())
 
 
 def _save(policy: Policy, out: Path, step: int, rank: int, world: int) -> None:

@@ -1,7 +1,8 @@
 """Scoring model outputs against the Atlas: join truth, predictions and judgments by sample id, count every
 problem, and compute the unified metrics per dataset and per task (with bootstrap intervals and paired tests).
 
-- :mod:`hba_core.scoring.join`: truth and predictions, aligned by id, every problem counted;
+- :mod:`hba_core.scoring.join`: the truth and the joined types, every problem counted;
+- :mod:`hba_core.scoring.predictions`: a model's predictions read and aligned to the truth by id;
 - :mod:`hba_core.scoring.judgments`: hba-judge judgments joined to a model, judgments files to models;
 - :mod:`hba_core.scoring.dataset`: one dataset's metric under a protocol (``paper`` or ``reference``);
 - :mod:`hba_core.scoring.report`: per-task means, bootstrap intervals, paired comparisons, the report.
@@ -20,17 +21,19 @@ from hba_core.scoring.join import (
     MAX_PROBLEMS,
     Predictions,
     Truth,
-    check_usable,
-    embedded_predictions,
-    load_all,
-    load_predictions,
     load_truth,
-    name_by_model_field,
-    predictions_from_rows,
     start_truth,
     truth_from_rows,
 )
 from hba_core.scoring.judgments import attach_judgments, judgment_plan, load_judgments, require_judgments
+from hba_core.scoring.predictions import (
+    check_usable,
+    embedded_predictions,
+    load_all,
+    load_predictions,
+    name_by_model_field,
+    predictions_from_rows,
+)
 from hba_core.scoring.report import compare_models, score, score_model
 
 __all__ = [

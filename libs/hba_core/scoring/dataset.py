@@ -108,17 +108,20 @@ def _judged(truth: Truth, preds: Predictions, idx: np.ndarray, metric: str, repo
     return DatasetScore(metric, 1, gold, pred, report)
 
 
-def _domain_codes(texts: list[Any], ds: registry.Dataset, protocol: str) -> tuple[np.ndarray, list[str | None]]:
-    """Predicted domain position per text (-1: no label) and, under paper, why each unlabelled one failed."""
+def _domain_codes(texts: list[Any], ds: registry.Dataset, protocol: str) -> tuple[np.ndarray, dict[Any, str | None]]:
+    """Predicted domain position per text (-1: no label) and, under paper, why each distinct unlabelled reply failed."""
     domain = ds.task.domain
     assert domain is not None
     position = {label: i for i, label in enumerate(domain.labels)}
     if protocol == "reference":
         codes = [position.get(reference_span(t), -1) if isinstance(t, str) else -1 for t in texts]
-        return np.array(codes, dtype=np.int64), [None] * len(texts)
-    answers = read_answers(texts, ds.name)
-    codes = [-1 if a.label is None else position[a.label] for a in answers]
-    return np.array(codes, dtype=np.int64), [a.reason for a in answers]
+        return np.array(codes, dtype=np.int64), {}
+    distinct = list(dict.fromkeys(texts))  # each distinct reply is read once (1 M replies: a few thousand)
+    answers = read_answers(distinct, ds.name)
+    code = dict(zip(distinct, [-1 if a.label is None else position[a.label] for a in answers]))
+    return np.fromiter(map(code.__getitem__, texts), np.int64, len(texts)), {
+        t: a.reason for t, a in zip(distinct, answers)
+    }
 
 
 def score_dataset(truth: Truth, preds: Predictions, d: int, examples: int = 3, protocol: str = "paper") -> DatasetScore:
@@ -139,7 +142,7 @@ def score_dataset(truth: Truth, preds: Predictions, d: int, examples: int = 3, p
     domain = ds.task.domain
     assert domain is not None
     own = np.array([ds.labels.index(label) if label in ds.labels else -1 for label in domain.labels])
-    texts = [preds.texts[i] for i in idx]
+    texts = list(map(preds.texts.__getitem__, idx.tolist()))
     pred_dom, reasons = _domain_codes(texts, ds, protocol)
     gold_own = truth.gold[idx].astype(np.int64)
     gold_dom = np.array([domain.labels.index(label) for label in ds.labels], dtype=np.int64)[gold_own]
@@ -154,7 +157,7 @@ def score_dataset(truth: Truth, preds: Predictions, d: int, examples: int = 3, p
         {
             "id": truth.ids[idx[j]],
             "prediction": (texts[j] or "")[:200],
-            **({"reason": reasons[j]} if reasons[j] else {}),
+            **({"reason": reasons[texts[j]]} if reasons.get(texts[j]) else {}),
         }
         for j in np.flatnonzero(unparseable)[:examples]
     ]
