@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import fields
+from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hba_core.errors import InputError
 
 T = TypeVar("T")
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose metadata carries its CLI help (``hba_tools._cli.options_from`` reads it, with
+    ``choices`` and the rest of ``metadata``); a list default is copied for each instance."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 def read_config_file(path: str | Path, known: set[str]) -> dict[str, Any]:

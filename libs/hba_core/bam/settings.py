@@ -12,18 +12,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from hba_core.options import option as _opt  # a field with its CLI help
 
 # What each architecture starts from: hba's; the reference's run_bam.sh (modality dropout 0.2, alpha 4.0).
 ARCH_DEFAULTS: dict[str, dict[str, float]] = {
     "hba": {"dropout": 0.1, "alpha_init": 0.1},
     "reference": {"dropout": 0.2, "alpha_init": 4.0},
 }
-
-
-def _opt(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)

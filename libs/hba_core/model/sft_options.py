@@ -15,14 +15,9 @@ from typing import Any
 
 from hba_core.media_settings import MediaSettings, media_field
 from hba_core.options import merge_options
+from hba_core.options import option as _opt  # a field with its CLI help
 
 STAGES = ("cls", "qa", "joint", "gen")
-
-
-def _opt(default: Any, help: str, **metadata: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass

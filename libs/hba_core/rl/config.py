@@ -9,11 +9,8 @@ Each field's ``help`` is its ``--flag`` help text; ``hba-grpo --help`` lists the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+from hba_core.options import option as _opt  # a field with its CLI help
 
 
 @dataclass
