@@ -8,7 +8,7 @@ fixtures_dir := env_var_or_default("HBA_FIXTURES", "fixtures")
 install:
     python -m pip install -q -e ".[dev]"
 
-# Run the test suite CI runs: lint, the doctests, the fast tests and the mini table4 recipe end to end (~7 min idle on 2 cores)
+# Run the test suite CI runs: lint, the doctests, the fast tests and the mini table4 recipe end to end (~5 min idle, ~9 min loaded, 2 cores)
 test *ARGS: lint
     OMP_NUM_THREADS=1 python -m pytest -n 2 -q -m "(not slow or recipe) and not gpu" --doctest-modules libs tools tests {{ARGS}}
 

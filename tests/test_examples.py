@@ -47,6 +47,10 @@ NOT_RUNNABLE: list[tuple[str, str]] = [
     (r"--bam runs/", "needs trained BAM adapters (hba-bam is trained and applied in test_bam_run.py)"),
     (r"desc-\*\.zarr|SLURM", "merges shard stores of a cluster array job"),
     (
+        r"--endpoint http://127\.0\.0\.1:8000/",
+        "talks to a running `vllm serve` (test_served.py runs hba-predict --endpoint against a loopback server)",
+    ),
+    (
         r"^hba-(sft|grpo) (?!.*--plan)|^hba-bam ",  # --plan loads nothing: it runs (the 7B config on meta)
         "a training run with the paper's defaults (hours); smoke-sized runs of the same commands are in "
         "test_sft.py, test_grpo_train.py and test_bam_run.py",
