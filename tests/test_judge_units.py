@@ -304,7 +304,9 @@ def test_retry_after_forms():
     assert retry_after_s({"retry-after": "3"}) == 3.0
     assert retry_after_s({"retry-after-ms": "250"}) == 0.25
     assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # in the past
-    assert 50 < retry_after_s({"retry-after": email.utils.formatdate(time.time() + 60, usegmt=True)}) <= 60
+    sent = 1_800_000_000.25  # a fixed clock: the date is whole seconds, so 60 s ahead reads as (59, 60]
+    later = email.utils.formatdate(sent + 60, usegmt=True)
+    assert 59 < retry_after_s({"retry-after": later}, now=lambda: sent) <= 60
     assert retry_after_s({"retry-after": "soon"}) is None
     assert retry_after_s({}) is None
 

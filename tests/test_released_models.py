@@ -342,17 +342,10 @@ def test_reference_checkpoint_layout_errors_are_one_line(fixtures, tmp_path):
 
 
 def test_heads_mask_labels_the_dataset_lacks():
+    from hba_core import registry
     from hba_core.model.omnisapiens import label_probabilities
 
-    labels = [
-        "highly negative",
-        "negative",
-        "weakly negative",
-        "neutral",
-        "weakly positive",
-        "positive",
-        "highly positive",
-    ]
+    labels = list(registry.dataset("mosei_senti").labels)  # the 7 intensity labels, from the registry
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 1.0]] * 3)  # "positive" wins unmasked
     chsims = ("highly negative", "weakly negative", "neutral", "weakly positive", "highly positive")
     allowed = [("negative", "neutral", "positive"), chsims, tuple(labels)]  # MELD, CH-SIMS v2, MOSEI

@@ -268,18 +268,11 @@ def test_compare_and_pred_field_through_the_cli(files, tmp_path):
 def test_intensity_format_is_table_19(tmp_path):
     from click.testing import CliRunner
 
+    from hba_core import registry
     from hba_core.jsonl import write_jsonl
     from hba_tools.score import main
 
-    labels = [
-        "highly negative",
-        "negative",
-        "weakly negative",
-        "neutral",
-        "weakly positive",
-        "positive",
-        "highly positive",
-    ]
+    labels = list(registry.dataset("mosei_senti").labels)  # the 7 intensity labels, from the registry
     truth = [
         {"id": f"m{i}", "dataset": "mosei_senti", "problem": "p", "answer": labels[i % 7], "class_label": labels[i % 7]}
         for i in range(14)

@@ -95,8 +95,9 @@ def check_base_url(url: str | None, flag: str = "--base-url") -> None:
         raise HbaError(f"{flag} {url!r} is not an http(s) URL; write it in full, e.g. http://127.0.0.1:8000/v1")
 
 
-def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date); None when absent or unreadable."""
+def retry_after_s(headers: Mapping[str, str] | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date, counted from ``now()``); None
+    when absent or unreadable."""
     if headers is None:
         return None
     if (ms := headers.get("retry-after-ms")) is not None:
@@ -115,7 +116,7 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, parsed.timestamp() - now())
 
 
 class RateLimiter:
