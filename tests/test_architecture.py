@@ -11,7 +11,7 @@ LIBS = Path(__file__).resolve().parents[1] / "libs" / "hba_core"
 # hba_core's top-level names by layer, leaves first (docs/architecture.md draws the same picture).
 LAYERS: list[set[str]] = [
     {"errors", "registry", "samples", "sources", "media", "media_settings", "options", "jsonl", "schemas",
-     "schema_files", "versions"},
+     "schema_files", "versions", "cache_dir"},
     {"answers", "rewards", "metrics", "prompts", "transcribe", "recipe_stage", "threads", "extras", "sample_checks",
      "chat_client", "substitutions"},
     {"convert", "descriptors", "judge", "scoring", "score_formats", "served",

@@ -15,7 +15,7 @@ import pytest
 from hba_core.errors import InputError
 from hba_core.jsonl import iter_jsonl
 from hba_core.samples import iter_samples
-from hba_core.scoring import load_all, load_predictions, truth_reader
+from hba_core.scoring import line_blocks, load_all, load_predictions, truth_reader
 from hba_core.scoring.join import _build_truth
 from hba_core.scoring.predictions import _align, iter_predictions
 
@@ -48,7 +48,7 @@ def _lines(with_ids: bool) -> list[bytes]:
 
 @pytest.fixture(params=[64, 700, 1 << 20], ids=["tiny", "small", "whole"])
 def block_bytes(request, monkeypatch):
-    monkeypatch.setattr(truth_reader, "BLOCK_BYTES", request.param)
+    monkeypatch.setattr(line_blocks, "BLOCK_BYTES", request.param)
     return request.param
 
 
@@ -62,6 +62,30 @@ def test_truth_from_blocks_matches_the_general_path(tmp_path, block_bytes, with_
     assert fast.dataset.tolist() == general.dataset.tolist() and fast.gold.tolist() == general.gold.tolist()
     assert fast.embedded == general.embedded
     assert with_ids or sum("#" in i for i in fast.ids) > 0
+
+
+def test_derived_ids_of_the_block_path_are_sample_ids(tmp_path, block_bytes):
+    """Without repeats nothing falls back: the ids the block reader derives are exactly sample_id's."""
+    rows = [dict(row, class_label=row["answer"]) if row["dataset"] == "tess" else row for row in ROWS]
+    # (a block with a gold label only in "answer" is read line by line)
+    lines = [orjson.dumps(dict(row, problem=f"{row['problem']} {i}")) for i, row in enumerate(rows * 12)]
+    lines[4] = lines[4].replace(b'":', b'": ')  # a line written another way hashes the same values
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    ids, dataset, gold, _ = truth_reader.TruthJob(str(path), ()).result()
+    general = _build_truth(iter_samples(path), str(path), ())
+    assert ids == general.ids and dataset.tolist() == general.dataset.tolist()
+    assert gold.tolist() == general.gold.tolist()
+
+
+def test_a_chunk_from_a_worker_keeps_its_ids():
+    import pickle
+
+    import numpy as np
+
+    for ids in (["a-1", "b-2#2"], ["with\nnewline", "x"], []):
+        chunk = truth_reader.Chunk(ids, np.zeros(len(ids), np.int16), np.zeros(len(ids), np.int16), len(ids))
+        assert pickle.loads(pickle.dumps(chunk)).ids == ids
 
 
 BAD_LINES = {
@@ -164,14 +188,14 @@ def test_decode_lines_refuses_what_is_not_one_object_per_line(data):
 
     from hba_core.scoring.predictions import _Prediction
 
-    assert truth_reader.decode_lines(msgspec.json.Decoder(_Prediction), data) is None
+    assert line_blocks.decode_lines(msgspec.json.Decoder(_Prediction), data) is None
 
 
 def test_decode_lines_takes_clean_lines_with_crlf_and_no_final_newline():
     import msgspec
 
     decoder = msgspec.json.Decoder(dict)
-    assert truth_reader.decode_lines(decoder, b'{"a":1}\r\n{"b":"}\\n{"}\n{"c":3}') == [
+    assert line_blocks.decode_lines(decoder, b'{"a":1}\r\n{"b":"}\\n{"}\n{"c":3}') == [
         {"a": 1},
         {"b": "}\n{"},
         {"c": 3},

@@ -100,6 +100,13 @@ def _default_name(path: str) -> str:
 )
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also draw the models x tasks heatmap to this PNG.")
 @click.option("--examples", default=3, show_default=True, help="Unparseable answers quoted per dataset.")
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    show_default=True,
+    help="Keep a large truth file's ids and labels under $HBA_CACHE_DIR (else ~/.cache/hba) for the next run; "
+    "an entry is used only while the file is unchanged.",
+)
 @user_errors
 def main(
     predictions: tuple[str, ...],
@@ -119,6 +126,7 @@ def main(
     output: str,
     plot: str | None,
     examples: int,
+    cache: bool,
 ) -> None:
     """Score predictions against the Human Behavior Atlas with the paper's unified metrics.
 
@@ -153,7 +161,7 @@ def main(
     gold: Truth
     models: list[Predictions]
     gold, models = load_all(
-        truth, list(zip(files, names or [_default_name(p) for p in files])), strict, pred_fields, subset
+        truth, list(zip(files, names or [_default_name(p) for p in files])), strict, pred_fields, subset, cache=cache
     )
     info(f"{display_name(truth)}: {len(gold.ids)} samples")
     if not names:

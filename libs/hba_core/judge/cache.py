@@ -19,7 +19,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from hba_core.cache_dir import cache_root
 from hba_core.errors import InputError
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, record BLOB NOT NULL)"
@@ -40,11 +40,7 @@ _BATCH = 500  # keys per SELECT (SQLite's variable limit is far above this)
 
 def default_path() -> Path:
     """``$HBA_CACHE_DIR/judge.sqlite``, else ``$XDG_CACHE_HOME/hba/judge.sqlite`` (``~/.cache`` by default)."""
-    base = os.environ.get("HBA_CACHE_DIR")
-    if base:
-        return Path(base) / "judge.sqlite"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "hba" / "judge.sqlite"
+    return cache_root() / "judge.sqlite"
 
 
 _KEY_FORMAT = "hba-judge-key-2"  # v1 also hashed the base URL; a new format never collides with it

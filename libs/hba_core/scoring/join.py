@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from hba_core import registry
 from hba_core.errors import InputError
 from hba_core.jsonl import PathLike, display_name
 from hba_core.samples import iter_samples, sample_id
+from hba_core.scoring.truth_cache import TruthEntry
 from hba_core.scoring.truth_reader import TruthJob
 
 MAX_PROBLEMS = 20
@@ -29,17 +30,33 @@ JUDGE_STATUSES = ("ok", "unparseable", "error", "skipped")
 _J_NONE, _J_TRUE, _J_FALSE = 0, 1, 2  # then 3.. = the non-ok statuses in JUDGE_STATUSES order
 
 
-@dataclass
 class Truth:
-    """Ground truth, one entry per sample in file order: ids, dataset index, gold label code (-1: free text)."""
+    """Ground truth, one entry per sample in file order: ids (unique), dataset index, gold label code (-1: free text).
 
-    path: str
-    ids: list[str]
-    index: dict[str, int]
-    dataset: np.ndarray  # (N,) index into ``names``
-    gold: np.ndarray  # (N,) index into the dataset's labels; -1 for free-text datasets
-    names: list[str] = field(default_factory=lambda: registry.dataset_names())
-    embedded: dict[str, list[Any]] = field(default_factory=dict)  # --pred-field name -> value per sample
+    ``index`` (id -> position) is built on first use: predictions in the truth's order are matched
+    without it, and a million-entry dict costs half a second.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        ids: list[str],
+        index: dict[str, int] | None,
+        dataset: np.ndarray,
+        gold: np.ndarray,
+        names: list[str] | None = None,
+        embedded: dict[str, list[Any]] | None = None,
+    ):
+        self.path, self.ids, self._index = path, ids, index
+        self.dataset, self.gold = dataset, gold  # (N,) index into ``names``; (N,) label code, -1 free text
+        self.names = registry.dataset_names() if names is None else names
+        self.embedded = {} if embedded is None else embedded  # --pred-field name -> value per sample
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self.ids, range(len(self.ids))))
+        return self._index
 
 
 @dataclass
@@ -136,24 +153,35 @@ def _plain_jsonl(path: PathLike) -> bool:
     return name != "-" and not name.endswith((".gz", ".parquet")) and os.path.isfile(name)
 
 
-def start_truth(path: PathLike, pred_fields: tuple[str, ...] = (), workers: int | None = None) -> Callable[[], Truth]:
+def start_truth(
+    path: PathLike, pred_fields: tuple[str, ...] = (), workers: int | None = None, cache: bool = True
+) -> Callable[[], Truth]:
     """Begin reading the truth (in worker processes when the file is large); call the result to get it.
 
     Meanwhile the caller can parse predictions: hba-score reads truth and predictions in parallel.
+    ``cache``: read and keep a large plain-JSONL truth's arrays in :mod:`.truth_cache`.
     """
     shown = display_name(path)
     if not _plain_jsonl(path):
         return lambda: _build_truth(iter_samples(path), shown, pred_fields)
+    entry = TruthEntry.of(str(path)) if cache and not pred_fields else None
+    stored = entry.load() if entry is not None else None
+    if stored is not None:
+        ids, dataset, gold = stored
+        return lambda: Truth(shown, ids, None, dataset, gold)  # unique: checked before it was stored
     job = TruthJob(str(path), pred_fields, workers)
 
     def finish() -> Truth:
-        got = job.result()
-        if got is not None:
-            ids, dataset, gold, embedded = got
-            index = dict(zip(ids, range(len(ids))))
-            if len(index) == len(ids):
-                return Truth(shown, ids, index, dataset, gold, registry.dataset_names(), embedded)
-        return _build_truth(iter_samples(path), shown, pred_fields)  # repeats: the general path names the lines
+        ids, dataset, gold, embedded = job.result()
+        if len(set(ids)) == len(ids):  # a set: cheaper than the index, which is built only where needed
+            truth = Truth(shown, ids, None, dataset, gold, registry.dataset_names(), embedded)
+        else:
+            # repeated ids: the general path numbers repeated content #2, #3 in file order, or names the
+            # line whose given id repeats another
+            truth = _build_truth(iter_samples(path), shown, pred_fields)
+        if entry is not None:
+            entry.store(truth.ids, truth.dataset, truth.gold)
+        return truth
 
     return finish
 

@@ -27,28 +27,34 @@ def attach_judgments(
     model: str | None = None,
 ) -> None:
     """Read hba-judge rows into ``preds.judgments``; with ``model``, only rows whose ``model`` field names it."""
-    codes = np.zeros(len(truth.ids), dtype=np.int8)
     counts = dict.fromkeys(
         ("lines", "matched", "duplicate", "unknown_id", "invalid", "not_free_text", "other_model", "unjudged"), 0
     )
     free = np.array([registry.dataset(n).is_free_text for n in truth.names])[truth.dataset]
-    for line, row in rows:
-        where = f"{source}:{line}"
+    ids = truth.ids
+    # judgments are of free-text samples: an index of those only (a few in ten), the full one for the rest
+    free_index = {ids[i]: i for i in np.flatnonzero(free).tolist()}
+    is_free = free.tolist()
+    got = bytearray(len(ids))  # the judgment code per sample: plain bytes, far cheaper per item than numpy
+    ok_codes = {True: _J_TRUE, False: _J_FALSE}
+    lines = 0
+    for line, row in rows:  # the hot loop of a few hundred thousand judgments: keep it lean
         if model is not None:
             if not isinstance(row.get("model"), str):
                 raise InputError(
-                    where,
+                    f"{source}:{line}",
                     'judgment has no "model" field, so it cannot be told which of several '
                     "models it judges; give one --judgments NAME=FILE per model",
                 )
             if row["model"] != model:
                 counts["other_model"] += 1
                 continue
-        counts["lines"] += 1
-        sid, status, correct = row.get("id"), row.get("status"), row.get("correct")
-        if not isinstance(sid, str) or status not in JUDGE_STATUSES or (status == "ok") != isinstance(correct, bool):
+        lines += 1
+        get = row.get
+        sid, status, correct = get("id"), get("status"), get("correct")
+        if sid.__class__ is not str or status not in JUDGE_STATUSES or (status == "ok") != (correct.__class__ is bool):
             _problem(
-                where,
+                f"{source}:{line}",
                 "not a judgment: needs id, status (ok|unparseable|error|skipped) and correct "
                 "(true/false when ok, else null)",
                 preds.problems,
@@ -57,14 +63,17 @@ def attach_judgments(
                 strict,
             )
             continue
-        i = truth.index.get(sid)
+        i = free_index.get(sid)
         if i is None:
+            i = truth.index.get(sid)
+        if i is None:
+            where = f"{source}:{line}"
             _problem(where, f"judged id {sid!r} is not in the truth", preds.problems, counts, "unknown_id", strict)
-        elif not free[i]:
+        elif not is_free[i]:
             counts["not_free_text"] += 1
-        elif codes[i] != _J_NONE:
+        elif got[i] != _J_NONE:
             _problem(
-                where,
+                f"{source}:{line}",
                 f"duplicate judgment for {sid!r}" + ("" if strict else " (the first one is kept)"),
                 preds.problems,
                 counts,
@@ -72,7 +81,9 @@ def attach_judgments(
                 strict,
             )
         else:
-            codes[i] = (_J_TRUE if correct else _J_FALSE) if status == "ok" else 2 + JUDGE_STATUSES.index(status)
+            got[i] = ok_codes[correct] if status == "ok" else 2 + JUDGE_STATUSES.index(status)
+    counts["lines"] = lines
+    codes = np.frombuffer(got, dtype=np.uint8).astype(np.int8)
     counts["matched"] = int((codes != _J_NONE).sum())
     counts["unjudged"] = int((free & (codes == _J_NONE)).sum())
     if strict and counts["unjudged"]:

@@ -31,7 +31,8 @@ from hba_core.scoring.join import (
     _problem,
     start_truth,
 )
-from hba_core.scoring.truth_reader import blocks, decode_lines, no_gc, parts_for
+from hba_core.scoring.line_blocks import blocks, decode_lines, no_gc
+from hba_core.scoring.truth_reader import parts_for
 
 
 class _Prediction(msgspec.Struct, gc=False):
@@ -145,7 +146,7 @@ def _align(
     counts, problems = _new_counts(), []
     texts: list[Any] = [None] * len(truth.ids)
     present = bytearray(len(truth.ids))  # a bytearray: item access is far cheaper than on a numpy array
-    index = truth.index
+    index: dict[str, int] | None = None  # truth.index, built when a line needs it (blocks in order do not)
     lines = without_field = 0
     named: set[Any] = set()
     seen_keys: set[str] = set()
@@ -212,6 +213,8 @@ def _align(
                 strict,
             )
             continue
+        if index is None:
+            index = truth.index
         i = index.get(sid)
         if i is None and subset:
             counts["unknown_id"] += 1  # the truth is a cut on purpose: counted and summarised, not listed
@@ -279,6 +282,7 @@ def load_all(
     pred_fields: tuple[str, ...] = (),
     subset: bool = False,
     workers: int | None = None,
+    cache: bool = True,
 ) -> tuple[Truth, list[Predictions]]:
     """The truth and each ``(path, name)`` predictions file, parsed in parallel when the truth is large.
 
@@ -286,9 +290,10 @@ def load_all(
     ``workers``: processes for a large plain-JSONL truth (default by usable cores, see
     :func:`~hba_core.scoring.truth_reader.default_workers`). ``subset=True``: the truth is a subset of
     what was predicted on purpose (a cut test set), so predictions for other ids are only counted
-    (``unknown_id``), not listed nor, with ``strict``, errors.
+    (``unknown_id``), not listed nor, with ``strict``, errors. ``cache``: keep a large truth's arrays for
+    the next run (:mod:`~hba_core.scoring.truth_cache`).
     """
-    pending = start_truth(truth_path, pred_fields, workers)
+    pending = start_truth(truth_path, pred_fields, workers, cache)
     parallel = _plain_jsonl(truth_path) and parts_for(str(truth_path), workers) > 1
     parsed: list[tuple[PathLike, str, Iterable[tuple[int, dict[str, Any]]], list[LineError]]] = []
     for path, name in files:

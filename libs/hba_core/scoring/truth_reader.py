@@ -4,12 +4,13 @@ The general path (:func:`hba_core.samples.iter_samples` -> :func:`~hba_core.scor
 reads every source kind through three generators; for a plain JSONL file that is most of hba-score's
 time. Here a block of lines at a time is decoded by msgspec into structs of only the fields scoring
 reads (a block with any unusual line is read line by line, as before); each row's id is derived
-exactly as :func:`hba_core.samples.sample_id` does (the same SHA-256 over the same identity fields;
-repeats numbered ``#2``, ``#3`` in file order) and its dataset and gold label coded. The
-predictions reader (:func:`hba_core.scoring.predictions.iter_predictions`) shares :func:`blocks` and
-:func:`decode_lines`. A file over :data:`PARALLEL_BYTES` is cut at line boundaries into
-byte ranges read by forked processes, while the caller parses the predictions; the parent numbers
-repeats that span ranges and checks ids are unique over the whole file, so the result is identical.
+exactly as :func:`hba_core.samples.sample_id` does (the same SHA-256 over the same identity fields)
+and its dataset and gold label coded. The predictions reader
+(:func:`hba_core.scoring.predictions.iter_predictions`) shares :mod:`.line_blocks`.
+A file over :data:`PARALLEL_BYTES` is cut at line boundaries into byte ranges read by forked
+processes, while the caller parses the predictions. Ids that repeat anywhere in the file (identical
+rows without ids, which are numbered ``#2``, ``#3`` in file order, or a given id used twice) send
+the caller to the general path, so the result is identical.
 
 >>> import tempfile, pathlib, orjson
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl"
@@ -21,17 +22,16 @@ repeats that span ranges and checks ids are unique over the whole file, so the r
 
 from __future__ import annotations
 
-import contextlib
-import gc
+import functools
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from operator import attrgetter
-from typing import Annotated, Any, BinaryIO, Literal
+from operator import attrgetter, methodcaller
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -40,6 +40,7 @@ import orjson
 from hba_core import registry
 from hba_core.errors import InputError
 from hba_core.samples import _IDENTITY_FIELDS
+from hba_core.scoring.line_blocks import blocks, decode_lines, no_gc, whole_lines
 
 PARALLEL_BYTES = 64 * 1024 * 1024  # below this, forking costs more than it saves
 
@@ -53,15 +54,28 @@ def default_workers() -> int:
 
 @dataclass
 class Chunk:
-    """What one byte range of the truth yields: ids (derived ones un-numbered across ranges), codes, counts."""
+    """What one byte range of the truth yields: ids (derived repeats numbered within the range), codes, counts."""
 
     ids: list[str]
     dataset: np.ndarray  # (n,) int16 index into registry.dataset_names()
     gold: np.ndarray  # (n,) int16 gold code, -1 for free text
     lines: int  # newline-terminated lines read (blank ones too), to number lines of later ranges
-    derived: dict[str, int] = field(default_factory=dict)  # derived base id -> times seen in this range
     embedded: dict[str, list[Any]] = field(default_factory=dict)
     error: tuple[int, str] | None = None  # (line within the range, message): raised by the parent
+
+    def __getstate__(self) -> dict[str, Any]:
+        """From a worker process: the ids as one string (a million small pickled strings cost ~4x more)."""
+        state = dict(self.__dict__)
+        joined = "\n".join(self.ids)
+        if joined.count("\n") == len(self.ids) - 1:  # no id holds a newline
+            state["ids"] = joined
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ids = state["ids"]
+        if ids.__class__ is str:
+            state["ids"] = ids.split("\n")
+        self.__dict__.update(state)
 
 
 def _gold_codes() -> tuple[list[str], dict[str, int], set[str]]:
@@ -71,7 +85,7 @@ def _gold_codes() -> tuple[list[str], dict[str, int], set[str]]:
 
 _LEAN_FIELDS = ("id", "dataset", "class_label", "answer")  # what a row with an id is read for
 _identity = attrgetter(*_IDENTITY_FIELDS)  # the values samples.sample_id hashes, in its order
-BLOCK_BYTES = 512 * 1024  # lines decoded by msgspec in one call
+_dataset_label = attrgetter("dataset", "class_label")  # the key of a row's (dataset, gold) codes
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -119,6 +133,7 @@ class _Reader:
         self.lean, self.full, self.with_id, self.without_id, self.pred_attrs = _row_types(pred_fields, self.names)
         self.decode, self.decode_full = msgspec.json.Decoder(self.lean).decode, msgspec.json.Decoder(self.full).decode
         self.block_decoders = [msgspec.json.Decoder(self.with_id), msgspec.json.Decoder(self.without_id)]
+        self.order = [0, 1]  # which of block_decoders to try first
         self.ids: list[str] = []
         self.datasets: list[int] = []
         self.gold: list[int] = []
@@ -129,28 +144,27 @@ class _Reader:
 
     def block(self, data: bytes | bytearray) -> bool:
         """Read whole lines of a clean block in a few C calls; False (nothing taken) when any line is not."""
-        for k, decoder in enumerate(self.block_decoders):
-            rows = decode_lines(decoder, data)
+        lines = whole_lines(data)
+        if lines is None:
+            return False
+        for k in self.order:  # the kind of the previous block first: a file is almost always one kind
+            rows = decode_lines(self.block_decoders[k], data, lines)
             if rows is None:
-                continue  # a blank or bad line, an id of another kind, an unknown dataset: line by line
-            codes = [self.cache.get((r.dataset, r.class_label)) for r in rows]
+                continue  # a bad line, an id of another kind, an unknown dataset: line by line
+            codes = list(map(self.cache.get, map(_dataset_label, rows)))  # C-level: no frame per row
             if None in codes and not self._fill(rows, codes):
                 return False
-            if k == 0:
-                ids = [r.id for r in rows]
-            else:
-                dumps, sha256, identity = orjson.dumps, hashlib.sha256, _identity
-                ids = [f"{r.dataset}-{sha256(dumps(identity(r))).hexdigest()[:16]}" for r in rows]
-                fresh = dict.fromkeys(ids, 1)
-                if len(fresh) != len(ids) or not self.derived.keys().isdisjoint(fresh):
-                    return False  # repeated content: numbered #2, #3 line by line
-                self.derived.update(fresh)
-            self.ids += ids
-            self.datasets += [c[0] for c in codes]  # type: ignore[index]
+            dataset = [c[0] for c in codes]  # type: ignore[index]
+            # derived ids are not numbered here: a repeat makes the whole file's ids collide, and the
+            # caller then reads it the general way, which numbers #2, #3 (see TruthJob.result)
+            self.ids += [r.id for r in rows] if k == 0 else derived_ids(rows, dataset)
+            self.datasets += dataset
             self.gold += [c[1] for c in codes]  # type: ignore[index]
             for f, a in zip(self.pred_fields, self.pred_attrs):
                 self.embedded[f] += map(attrgetter(a), rows)
             self.number += len(rows)
+            if k != self.order[0]:
+                self.order.reverse()
             return True
         return False
 
@@ -224,54 +238,47 @@ class _Reader:
         if error is not None:
             return Chunk(self.ids, np.array([]), np.array([]), self.number, error=error)
         dataset, gold = np.array(self.datasets, dtype=np.int16), np.array(self.gold, dtype=np.int16)
-        return Chunk(self.ids, dataset, gold, self.number, self.derived, self.embedded, None)
+        return Chunk(self.ids, dataset, gold, self.number, self.embedded, None)
 
 
-def decode_lines(decoder: msgspec.json.Decoder, data: bytes | bytearray) -> list[Any] | None:
-    """One object per line of ``data`` (whole lines) in one msgspec call, or None unless every line is exactly
-    one JSON object of the decoder's type (blank lines, two objects on a line or one object over two
-    lines are left to the line-by-line readers, which number the lines)."""
-    a = np.frombuffer(data, dtype=np.uint8)
-    if not a.size or a[0] != 123:  # "{"
-        return None
-    newline = np.flatnonzero(a == 10)
-    before = a[newline - 1]
-    # "}\n{" (or "}\r\n{") never occurs inside a JSON value: so every newline ends one object, the next starts
-    if not ((before == 125) | ((before == 13) & (a[newline - 2] == 125))).all() or (a[newline[:-1] + 1] != 123).any():
-        return None
-    lines = newline.size
-    if a[-1] != 10:
-        if a[-1] != 125:
-            return None
-        lines += 1
-    try:
-        if not data.isascii():
-            data.decode()  # msgspec skips unread fields without checking their UTF-8; orjson did
-        rows = decoder.decode_lines(data)
-    except (UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return None
-    return rows if len(rows) == lines else None  # two objects on a line make one more
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_digest = methodcaller("digest")
 
 
-def blocks(fh: BinaryIO, start: int = 0, end: int | None = None) -> Iterator[bytearray]:
-    """Whole lines, about :data:`BLOCK_BYTES` at a time: those that start in ``[start, end)``, or all when
-    ``end`` is None (a stream, read from where it is). Small blocks stay in the CPU's cache for the
-    few passes over them (counting lines, checking UTF-8, decoding)."""
-    if end is not None:
-        fh.seek(start)
-    pos = start
-    while end is None or pos < end:
-        size = BLOCK_BYTES if end is None else min(BLOCK_BYTES, end - pos)
-        data = bytearray(size)
-        got = fh.readinto(data)
-        if not got:
-            break
-        if got < size:
-            del data[got:]
-        if data[-1] != 10:
-            data += fh.readline()  # the last line started here: read it whole
-        pos += len(data)
-        yield data
+def derived_ids(rows: list[Any], dataset: list[int]) -> list[str]:
+    """:func:`hba_core.samples.sample_id` of rows without ids (structs with the identity fields; ``dataset``:
+    their codes in ``registry.dataset_names()``), hashed in one C-level pass and spelled out vectorised.
+
+    >>> from types import SimpleNamespace as Row
+    >>> from hba_core.samples import sample_id
+    >>> row = {"dataset": "mmsd", "problem": "?", "answer": "yes", "images": [], "videos": ["v.mp4"]}
+    >>> struct = Row(**(dict.fromkeys(_IDENTITY_FIELDS) | row))
+    >>> derived_ids([struct], [registry.dataset_names().index("mmsd")]) == [sample_id(row)]
+    True
+    """
+    n = len(rows)
+    if not n:
+        return []
+    digests = b"".join(map(_digest, map(hashlib.sha256, map(orjson.dumps, map(_identity, rows)))))
+    head = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, :8]  # 16 hex digits
+    prefixes = _prefixes()
+    width = prefixes.shape[1]
+    out = np.zeros((n, width + 17), dtype=np.uint8)  # "<dataset>-" NUL-padded, 16 hex digits, "\n"
+    out[:, :width] = prefixes[np.asarray(dataset, dtype=np.intp)]
+    out[:, width : width + 16 : 2] = _HEX[head >> 4]
+    out[:, width + 1 : width + 16 : 2] = _HEX[head & 15]
+    out[:, -1] = 10
+    return out.tobytes().replace(b"\0", b"").decode().split("\n")[:-1]
+
+
+@functools.cache
+def _prefixes() -> np.ndarray:
+    """``"<dataset>-"`` of every registry dataset as NUL-padded bytes, a row per dataset code."""
+    names = [f"{name}-".encode() for name in registry.dataset_names()]
+    table = np.zeros((len(names), max(map(len, names))), dtype=np.uint8)
+    for i, name in enumerate(names):
+        table[i, : len(name)] = np.frombuffer(name, dtype=np.uint8)
+    return table
 
 
 def read_range(path: str, start: int, end: int, pred_fields: tuple[str, ...]) -> Chunk:
@@ -293,19 +300,6 @@ def read_range(path: str, start: int, end: int, pred_fields: tuple[str, ...]) ->
                 if error is not None:
                     return reader.chunk(error)
     return reader.chunk()
-
-
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """The cycle collector off while JSON is read: decoded values hold no cycles, and with a block of rows
-    alive each collection walks them all (half the time of reading the truth, measured)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _ranges(path: str, parts: int) -> list[tuple[int, int]]:
@@ -343,11 +337,11 @@ class TruthJob:
         else:
             self.chunks = [read_range(path, *ranges[0], pred_fields)]
 
-    def result(self) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[Any]]] | None:
+    def result(self) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[Any]]]:
         """(ids, dataset codes, gold codes, embedded fields) of the whole file; bad input raises InputError.
 
-        None when identical rows without ids fall in different ranges: their ``#n`` numbering runs
-        over the whole file, and the caller then reads it the general way (rare: duplicated lines).
+        The ids may repeat: identical rows without ids are numbered ``#2``, ``#3`` over the whole file
+        only by the general path, which the caller takes when they do (rare: duplicated lines).
         """
         if self.pool is not None:
             try:
@@ -356,13 +350,9 @@ class TruthJob:
                 self.pool.shutdown()
         ids: list[str] = []
         offset = 0
-        earlier: set[str] = set()
         for chunk in self.chunks:
             if chunk.error is not None:
                 raise InputError(f"{self.path}:{offset + chunk.error[0]}", chunk.error[1])
-            if not earlier.isdisjoint(chunk.derived):
-                return None
-            earlier.update(chunk.derived)
             ids += chunk.ids
             offset += chunk.lines
         if not self.chunks or not ids:
