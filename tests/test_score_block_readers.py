@@ -208,3 +208,11 @@ def test_clean_lines_are_taken_as_one_block(with_ids):
     reader = truth_reader._Reader(())
     assert reader.block(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     assert reader.number == len(rows) == len(reader.ids)
+
+
+def test_ids_are_unique_only_when_no_id_repeats():
+    from hba_core.scoring.join import _unique
+
+    assert _unique(["a", "b", "c"]) and _unique([])
+    assert not _unique(["a", "b", "a"])
+    assert _unique([str(i) for i in range(10_000)]) and not _unique([*map(str, range(10_000)), "77"])

@@ -53,7 +53,8 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     type=click.IntRange(0, 1),
     default=1,
     show_default=True,
-    help="Pose model: 1 full (bundled); 0 lite, which mediapipe downloads on first use (needs the network).",
+    help="Pose model: 1 full (bundled); 0 lite (faster), fetched once from mediapipe's model bucket "
+    "(needs the network the first time; offline, copy pose_landmark_lite.tflite where the error says).",
 )
 @click.option(
     "--face-model", type=click.Path(dir_okay=False, exists=True), help="face_landmarker.task (newer mediapipe)."

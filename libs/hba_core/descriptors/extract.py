@@ -222,6 +222,10 @@ def run_extract(
     check_streams(streams)
     # the samples are read before the store is opened: a missing or broken samples file leaves no empty store
     media = used_media(samples, shard=shard, bad_rows=summary.bad_rows)
+    if "pose" in streams and not video.pose_model:
+        from hba_core.descriptors.pose_models import ensure_pose_model
+
+        ensure_pose_model(video.pose_complexity)  # offline and not bundled: fail before the store exists
     with DescriptorStore.open_for_writing(store_path, stream_configs(streams, video), extra) as store:
         done = {s: store.done(s) for s in streams}
         jobs, refused, summary.media = plan_jobs(samples, root, streams, done=done, media=media)

@@ -34,7 +34,7 @@ class VideoConfig:
 
     fps: float = 5.0  # frames per second sampled; 5 follows expressions and gestures (~200 ms) at 1/5 the cost of 25
     max_side: int | None = 640  # downscale longer side first; MediaPipe works at 192-256 px internally anyway
-    pose_complexity: int = 1  # 1 full is bundled in mediapipe 0.10.14; 0 lite and 2 heavy are downloaded on first use
+    pose_complexity: int = 1  # 1 full is bundled in mediapipe 0.10.14; 0 lite is fetched once (pose_models)
     min_detection_confidence: float = 0.5
     face_model: str | None = None  # a face_landmarker.task file (Tasks API) instead of the bundled face mesh
     pose_model: str | None = None  # a pose_landmarker_*.task file instead of the bundled pose model
@@ -97,6 +97,9 @@ class _SolutionsTracker:
                 min_detection_confidence=config.min_detection_confidence,
             )
         else:
+            from hba_core.descriptors.pose_models import ensure_pose_model
+
+            ensure_pose_model(config.pose_complexity)  # not bundled (0, 2): fetched once, or one clear error
             self.graph = mp.solutions.pose.Pose(
                 static_image_mode=False,
                 model_complexity=config.pose_complexity,
