@@ -31,6 +31,7 @@ for _var in (
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import hashlib  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -252,14 +253,15 @@ def main() -> None:
                 timed(f"floor: orjson parse, truth {form} + preds", lambda p=path: parse_floor(p, preds_path))
                 if form == "official":
                     timed(HASHING_FLOOR, lambda p=path: hashing_floor(p, preds_path))
-                got = timed(f"end to end, truth {form}", lambda p=path: end_to_end(p, preds_path, 1))
-                digests.setdefault(form, set()).add(hashlib.sha256(report_bytes(got[2])).hexdigest())
-                got = timed(f"end to end, truth {form}, re-run", lambda p=path: end_to_end(p, preds_path, 1, False))
-                digests[form].add(hashlib.sha256(report_bytes(got[2])).hexdigest())
-                if args.workers > 1:
-                    label = f"end to end, truth {form}, {args.workers} workers"
-                    got = timed(label, lambda p=path: end_to_end(p, preds_path, args.workers))
-                    digests[form].add(hashlib.sha256(report_bytes(got[2])).hexdigest())
+                for label, workers, fresh in (
+                    (f"end to end, truth {form}", 1, True),
+                    (f"end to end, truth {form}, re-run", 1, False),
+                    *([(f"end to end, truth {form}, {args.workers} workers", args.workers, True)] * (args.workers > 1)),
+                ):
+                    got = timed(label, lambda p=path, w=workers, f=fresh: end_to_end(p, preds_path, w, f))
+                    digests.setdefault(form, set()).add(hashlib.sha256(report_bytes(got[2])).hexdigest())
+                    del got  # as in a fresh hba-score process, no earlier run's million rows stay alive
+                    gc.collect()
             general = timed(
                 f"general readers (a dict per row), truth {form}", lambda p=path: general_path(p, preds_path)
             )
