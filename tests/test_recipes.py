@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from hba_core.convert import Reject, build_source
 from hba_core.fixtures.sources import SOURCES, write_sources
 from hba_core.manifest import build_manifest, file_sha256
 from hba_core.manifest import main as manifest_main
+from recipe_runs import fake_servers, run_table4
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "recipes" / "lib.sh"
@@ -206,28 +206,8 @@ def test_table5_mini_end_to_end_and_rerun_skips(fixtures, tmp_path):
 @pytest.mark.slow
 @pytest.mark.recipe
 def test_table4_mini_end_to_end_with_a_local_judge(fixtures, tmp_path):
-    server = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        base_url = server.stdout.readline().strip()
-        env = {
-            "HBA_JUDGE_BASE_URL": base_url,
-            "HBA_JUDGE_MODEL": "fake-judge",
-            "OPENAI_API_KEY": "sk-test",
-            "HBA_CACHE_DIR": str(tmp_path / "cache"),
-        }
-        result = subprocess.run(
-            ["bash", "recipes/table4.sh", f"OUT={tmp_path}", f"FIXTURES={fixtures.root}"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, **env},
-            timeout=1800,
-        )
-    finally:
-        server.terminate()
-        server.wait()
+    with fake_servers(()) as (judge,):
+        result = run_table4(tmp_path, fixtures.root, judge)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "table4" / "table.md").read_text()
     for model in ("OmniSapiens-7B SFT", "OmniSapiens-7B BAM", "OmniSapiens-7B RL", "tiny-omni"):

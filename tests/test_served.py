@@ -26,6 +26,7 @@ from hba_core.jsonl import write_jsonl
 from hba_core.served import ServedServerError, ServedSettings, parse_send, predict_served
 from hba_tools.predict import main
 from openai_server import FakeOpenAI
+from recipe_runs import fake_servers, run_table4
 
 KEY = "sk-served-SECRET-0123456789abcdef"
 TRANSCRIPT = "I am so happy today."
@@ -354,34 +355,8 @@ def test_recipe_stage_predicts_an_endpoint_model_and_skips_when_done(tmp_path):
 
 @pytest.mark.slow  # the whole mini table4 (~3.5 min); test_recipe_stage_* cover the endpoint stage fast
 def test_table4_mini_with_an_endpoint_model(fixtures, tmp_path):
-    judge = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0"], stdout=subprocess.PIPE, text=True
-    )
-    model = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", "0", "--predict"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        env = {
-            "HBA_JUDGE_BASE_URL": judge.stdout.readline().strip(),
-            "HBA_JUDGE_MODEL": "fake-judge",
-            "OPENAI_API_KEY": "sk-test",
-            "HBA_CACHE_DIR": str(tmp_path / "cache"),
-            "EXTRA_MODELS": f"endpoint:served-vl@{model.stdout.readline().strip()}",
-        }
-        result = subprocess.run(
-            ["bash", "recipes/table4.sh", f"OUT={tmp_path}", f"FIXTURES={fixtures.root}"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, **env},
-            timeout=1800,
-        )
-    finally:
-        for server in (judge, model):
-            server.terminate()
-            server.wait()
+    with fake_servers((), ("--predict",)) as (judge, model):
+        result = run_table4(tmp_path, fixtures.root, judge, EXTRA_MODELS=f"endpoint:served-vl@{model}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "served-vl" in (tmp_path / "table4" / "table.md").read_text()
     manifest = (tmp_path / "table4" / "manifest.json").read_text()

@@ -107,89 +107,58 @@ def judge(
             f"add --prompts reference (the variant is {variant.name!r})"
         )
     with output_lock(out):  # two runs on one --out would each replace the other's file
-        return _judge_locked(
-            truth,
-            pred,
-            out,
-            settings=settings,
-            api_key=api_key,
-            variant=variant,
-            cache_path=cache_path,
-            datasets=datasets,
-            keep_think=keep_think,
-            show_progress=show_progress,
-            model_name=model_name,
-            lenient=lenient_reference_fallback,
-            annotations=reference_annotations,
-        )
-
-
-def _judge_locked(
-    truth: PathLike,
-    pred: PathLike,
-    out: PathLike,
-    *,
-    settings: ClientSettings,
-    api_key: str,
-    variant: PromptVariant,
-    cache_path: PathLike | None,
-    datasets: Sequence[str] | None,
-    keep_think: bool,
-    show_progress: bool,
-    model_name: str | None,
-    lenient: bool,
-    annotations: PathLike | None,
-) -> Summary:
-    started = time.perf_counter()
-    summary = Summary(protocol=variant.protocol)
-    selected = select_datasets(datasets, variant)
-    models: set[str] = set()
-    predictions = read_predictions(pred, summary.bad_lines, models)
-    if model_name is None:
-        model_name = models.pop() if len(models) == 1 else Path(display_name(pred)).name.removesuffix(".gz")
-        model_name = model_name.removesuffix(".jsonl")
-    items = collect_items(truth, predictions, selected, summary, keep_think=keep_think, protocol=variant.protocol)
-    if variant.protocol == "reference":
-        summary.reference_would_drop, summary.question_lookup_changed = protocols.lookup_questions(items, annotations)
-    fingerprint = variant.fingerprint
-    for item in items:
-        if item.record is None:  # where the judge is served is not part of the key: another port stays cached
-            item.key = cache_key(settings.model, fingerprint, item.question, item.candidate, item.reference)
-    cache = JudgmentCache(cache_path) if cache_path is not None else None
-    try:
-        hits = cache.get_many(i.key for i in items if i.key) if cache is not None else {}
-        pending: dict[str, Item] = {}
-        duplicates: Counter[str] = Counter()  # identical (question, candidate, reference) in one run: asked once
+        started = time.perf_counter()
+        summary = Summary(protocol=variant.protocol)
+        selected = select_datasets(datasets, variant)
+        models: set[str] = set()
+        predictions = read_predictions(pred, summary.bad_lines, models)
+        if model_name is None:
+            model_name = models.pop() if len(models) == 1 else Path(display_name(pred)).name.removesuffix(".gz")
+            model_name = model_name.removesuffix(".jsonl")
+        items = collect_items(truth, predictions, selected, summary, keep_think=keep_think, protocol=variant.protocol)
+        if variant.protocol == "reference":
+            lookup = protocols.lookup_questions(items, reference_annotations)
+            summary.reference_would_drop, summary.question_lookup_changed = lookup
+        fingerprint = variant.fingerprint
         for item in items:
-            if item.key is None:
-                continue
-            if item.key in hits:
-                item.record, item.cached = hits[item.key], True
-            elif item.key in pending:
-                duplicates[item.key] += 1
-            else:
-                pending[item.key] = item
-        progress = Progress(len(pending) + sum(duplicates.values()), enabled=show_progress)
-        if pending:
-            summary.requests = asyncio.run(
-                _run_client(pending, settings, api_key, variant, cache, progress, duplicates)
-            )
-        progress.close()
-        for item in items:  # duplicates take the record of the item that was asked
-            if item.record is None and item.key in pending:
-                item.record = pending[item.key].record
-        if cache is not None:  # row shapes validated by an earlier run need no jsonschema (~0.15 s to import)
-            VALID_SHAPES.update(cache.validated_shapes(schema_tag()))
-        rows = [judgment_row(item, settings.model, variant, model_name, lenient, summary) for item in items]
-        if cache is not None:
-            cache.add_validated_shapes(schema_tag(), VALID_SHAPES)
-    finally:
-        if cache is not None:
-            cache.close()
-    summary.judged = write_jsonl(out, rows)
-    tally(summary, items, rows, rater=variant.mode == "rater")
-    summary.elapsed_s = time.perf_counter() - started
-    return summary
+            if item.record is None:  # where the judge is served is not part of the key: another port stays cached
+                item.key = cache_key(settings.model, fingerprint, item.question, item.candidate, item.reference)
+        cache = JudgmentCache(cache_path) if cache_path is not None else None
+        try:
+            hits = cache.get_many(i.key for i in items if i.key) if cache is not None else {}
+            pending: dict[str, Item] = {}
+            duplicates: Counter[str] = Counter()  # identical (question, candidate, reference) in one run: asked once
+            for item in items:
+                if item.key is None:
+                    continue
+                if item.key in hits:
+                    item.record, item.cached = hits[item.key], True
+                elif item.key in pending:
+                    duplicates[item.key] += 1
+                else:
+                    pending[item.key] = item
+            progress = Progress(len(pending) + sum(duplicates.values()), enabled=show_progress)
+            if pending:
+                summary.requests = asyncio.run(
+                    _run_client(pending, settings, api_key, variant, cache, progress, duplicates)
+                )
+            progress.close()
+            for item in items:  # duplicates take the record of the item that was asked
+                if item.record is None and item.key in pending:
+                    item.record = pending[item.key].record
+            if cache is not None:  # row shapes validated by an earlier run need no jsonschema (~0.15 s to import)
+                VALID_SHAPES.update(cache.validated_shapes(schema_tag()))
+            lenient = lenient_reference_fallback
+            rows = [judgment_row(item, settings.model, variant, model_name, lenient, summary) for item in items]
+            if cache is not None:
+                cache.add_validated_shapes(schema_tag(), VALID_SHAPES)
+        finally:
+            if cache is not None:
+                cache.close()
+        summary.judged = write_jsonl(out, rows)
+        tally(summary, items, rows, rater=variant.mode == "rater")
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
 
 
 async def _run_client(
