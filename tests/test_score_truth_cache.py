@@ -103,11 +103,12 @@ def test_predictions_score_the_same_from_a_cached_truth(tmp_path, cache):
     _write(path)
     truth, _ = load_all(path, [], cache=False)
     _preds(preds, truth)
-    reports = []
+    reports, cached = [], []
     for _ in range(2):  # the first run writes the entry, the second reads it
         truth, models = load_all(path, [(preds, "m")])
         reports.append(score(truth, models))
-    assert reports[0] == reports[1]
+        cached.append(truth.cached)
+    assert reports[0] == reports[1] and cached == [False, True]
     assert list(cache.iterdir())
 
 
@@ -123,3 +124,24 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_the_cli_says_when_the_truth_came_from_the_cache(tmp_path, cache):
+    import subprocess
+    import sys
+
+    path, preds = tmp_path / "t.jsonl", tmp_path / "p.jsonl"
+    _write(path)
+    truth, _ = load_all(path, [], cache=False)
+    _preds(preds, truth)
+    code = "import sys; from hba_core.scoring import truth_cache; truth_cache.MIN_BYTES = 0; "
+    code += "from hba_tools.score import main; sys.exit(main())"
+    env = {**os.environ, "HBA_CACHE_DIR": str(cache.parent)}
+    runs = [
+        subprocess.run([sys.executable, "-c", code, "--truth", str(path), str(preds), *flag],
+                       capture_output=True, text=True, env=env)
+        for flag in ([], [], ["--no-cache"])
+    ]  # fmt: skip
+    assert [r.returncode for r in runs] == [0, 0, 0]
+    assert ["from the truth cache" in r.stderr for r in runs] == [False, True, False]
+    assert runs[0].stdout == runs[1].stdout == runs[2].stdout

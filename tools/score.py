@@ -163,7 +163,8 @@ def main(
     gold, models = load_all(
         truth, list(zip(files, names or [_default_name(p) for p in files])), strict, pred_fields, subset, cache=cache
     )
-    info(f"{display_name(truth)}: {len(gold.ids)} samples")
+    cached = " (ids and labels from the truth cache; --no-cache reads the file)" if gold.cached else ""
+    info(f"{display_name(truth)}: {len(gold.ids)} samples{cached}")
     if not names:
         name_by_model_field(models)
     models += [embedded_predictions(gold, f) for f in pred_fields]

@@ -46,8 +46,10 @@ class Truth:
         gold: np.ndarray,
         names: list[str] | None = None,
         embedded: dict[str, list[Any]] | None = None,
+        cached: bool = False,
     ):
         self.path, self.ids, self._index = path, ids, index
+        self.cached = cached  # ids and labels came from the truth cache (hba_core.scoring.truth_cache)
         self.dataset, self.gold = dataset, gold  # (N,) index into ``names``; (N,) label code, -1 free text
         self.names = registry.dataset_names() if names is None else names
         self.embedded = {} if embedded is None else embedded  # --pred-field name -> value per sample
@@ -176,7 +178,7 @@ def start_truth(
     stored = entry.load() if entry is not None else None
     if stored is not None:
         ids, dataset, gold = stored
-        return lambda: Truth(shown, ids, None, dataset, gold)  # unique: checked before it was stored
+        return lambda: Truth(shown, ids, None, dataset, gold, cached=True)  # unique: checked before it was stored
     job = TruthJob(str(path), pred_fields, workers)
 
     def finish() -> Truth:
