@@ -12,6 +12,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _throwaway_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Judge verdicts, served replies and truth-cache entries of a test run go to a temporary folder, never
+    the developer's ~/.cache/hba (or their $HBA_CACHE_DIR); subprocesses inherit it."""
+    saved = os.environ.get("HBA_CACHE_DIR")
+    os.environ["HBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("hba-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("HBA_CACHE_DIR", None)
+    else:
+        os.environ["HBA_CACHE_DIR"] = saved
+
+
 def _fixture_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # HBA_FIXTURES lets a developer reuse fixtures across runs (`just fixtures` writes them there).
     configured = os.environ.get("HBA_FIXTURES")

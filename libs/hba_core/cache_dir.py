@@ -1,10 +1,11 @@
 """Where hba keeps what it can recompute: ``$HBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/hba`` (``~/.cache/hba``).
 
 >>> import os
+>>> saved = dict(os.environ)
 >>> os.environ["HBA_CACHE_DIR"] = "/tmp/hba-cache-doctest"
 >>> str(cache_root())
 '/tmp/hba-cache-doctest'
->>> del os.environ["HBA_CACHE_DIR"]
+>>> os.environ.clear(); os.environ.update(saved)
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Nothing is cached for small files (they read fast), streams or compressed files,
 ``--pred-field`` (arbitrary values). ``hba-score --no-cache`` neither reads nor writes entries.
 
 >>> import os, tempfile, pathlib, numpy as np
+>>> saved = dict(os.environ)
 >>> os.environ["HBA_CACHE_DIR"] = tempfile.mkdtemp()
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl"
 >>> _ = p.write_text("{}\\n")
@@ -23,7 +24,7 @@ True
 True
 >>> TruthEntry.of(str(p), min_bytes=0).load()[0]
 ['mmsd-1', 'mmsd-2']
->>> del os.environ["HBA_CACHE_DIR"]
+>>> os.environ.clear(); os.environ.update(saved)
 """
 
 from __future__ import annotations
