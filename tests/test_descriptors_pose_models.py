@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,6 +11,7 @@ import pytest
 
 from hba_core.descriptors.pose_models import POSE_FILES, ensure_pose_model
 from hba_core.errors import HbaError
+from hba_core.jsonl import current_umask
 
 BODY = b"not a real tflite, but bytes to fetch" * 100
 
@@ -42,6 +44,7 @@ def test_a_missing_model_is_fetched_whole_or_not_at_all(tmp_path, server):
     if mode == "whole":
         path = ensure_pose_model(0, tmp_path, url)
         assert path.read_bytes() == BODY and path.name == POSE_FILES[0]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()
         assert ensure_pose_model(0, tmp_path, "http://127.0.0.1:9/") == path  # present: nothing fetched
     else:
         with pytest.raises(HbaError, match="pose_landmark_lite.tflite.*copy the file to"):

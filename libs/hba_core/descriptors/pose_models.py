@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from hba_core.errors import HbaError
+from hba_core.jsonl import current_umask
 
 POSE_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 MODEL_URL = "https://storage.googleapis.com/mediapipe-assets/"  # where mediapipe's download_utils fetches them
@@ -53,7 +54,7 @@ def ensure_pose_model(complexity: int, where: Path | None = None, base_url: str 
                 expected, got = response.headers.get("Content-Length"), out.tell()
             if expected is not None and int(expected) != got:  # a closed connection reads as a short end
                 raise OSError(f"the transfer broke off after {got} of {expected} bytes")
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~current_umask())  # as a plain open would (mkstemp makes 0600)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

@@ -54,7 +54,7 @@ def default_workers() -> int:
 
 @dataclass
 class Chunk:
-    """What one byte range of the truth yields: ids (derived repeats numbered within the range), codes, counts."""
+    """What one byte range of the truth yields: ids (repeats not numbered: see join.start_truth), codes, counts."""
 
     ids: list[str]
     dataset: np.ndarray  # (n,) int16 index into registry.dataset_names()
@@ -138,7 +138,6 @@ class _Reader:
         self.datasets: list[int] = []
         self.gold: list[int] = []
         self.embedded: dict[str, list[Any]] = {f: [] for f in pred_fields}
-        self.derived: dict[str, int] = {}
         self.cache: dict[tuple[Any, ...], tuple[int, int]] = {}  # (dataset, label[, answer]) -> codes
         self.number = 0
 
@@ -156,7 +155,7 @@ class _Reader:
                 return False
             dataset = [c[0] for c in codes]  # type: ignore[index]
             # derived ids are not numbered here: a repeat makes the whole file's ids collide, and the
-            # caller then reads it the general way, which numbers #2, #3 (see TruthJob.result)
+            # caller then reads it the general way, which numbers #2, #3 (see join.start_truth)
             self.ids += [r.id for r in rows] if k == 0 else derived_ids(rows, dataset)
             self.datasets += dataset
             self.gold += [c[1] for c in codes]  # type: ignore[index]
@@ -223,10 +222,6 @@ class _Reader:
         if not sid:
             # as hba_core.samples.sample_id: compact JSON array of the identity fields, SHA-256, 16 hex
             sid = f"{name}-{hashlib.sha256(orjson.dumps(_identity(r))).hexdigest()[:16]}"
-            seen = self.derived.get(sid)
-            self.derived[sid] = 1 if seen is None else seen + 1
-            if seen is not None:
-                sid = f"{sid}#{seen + 1}"
         self.ids.append(sid)
         self.datasets.append(known[0])
         self.gold.append(known[1])
