@@ -281,9 +281,9 @@ async def _predict_all(
 
 def default_cache_path() -> Path:
     """``served.sqlite`` next to the judge cache (``$HBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/hba``)."""
-    from hba_core.judge.cache import default_path
+    from hba_core.cache_dir import cache_root
 
-    return default_path().with_name("served.sqlite")
+    return cache_root() / "served.sqlite"
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:

@@ -42,6 +42,7 @@ import orjson
 
 from hba_core.cache_dir import cache_root
 from hba_core.jsonl import atomic_output
+from hba_core.scoring.truth_reader import join_ids
 
 FORMAT = "hba-truth-cache-1"
 MIN_BYTES = 16 * 1024 * 1024  # smaller truths read in well under a second: no cache entry for them
@@ -94,8 +95,8 @@ class TruthEntry:
 
         A cache that cannot be written (read-only, full) costs the next run its speed, nothing else.
         """
-        joined = "\n".join(ids)
-        if joined.count("\n") != max(len(ids) - 1, 0) or tuple(_stamp(self.source)) != self.stamp:
+        joined = join_ids(ids)
+        if joined is None or tuple(_stamp(self.source)) != self.stamp:
             return False
         blob = np.frombuffer(joined.encode(), dtype=np.uint8)
         try:

@@ -66,16 +66,22 @@ class Chunk:
     def __getstate__(self) -> dict[str, Any]:
         """From a worker process: the ids as one string (a million small pickled strings cost ~4x more)."""
         state = dict(self.__dict__)
-        joined = "\n".join(self.ids)
-        if joined.count("\n") == len(self.ids) - 1:  # no id holds a newline
+        joined = join_ids(self.ids)
+        if joined is not None:
             state["ids"] = joined
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         ids = state["ids"]
         if ids.__class__ is str:
-            state["ids"] = ids.split("\n")
+            state["ids"] = ids.split("\n") if ids else []
         self.__dict__.update(state)
+
+
+def join_ids(ids: list[str]) -> str | None:
+    """Non-empty ids as one newline-separated string (split it, "" for none), or None when an id holds a newline."""
+    joined = "\n".join(ids)
+    return joined if joined.count("\n") == max(len(ids) - 1, 0) else None
 
 
 def _gold_codes() -> tuple[list[str], dict[str, int], set[str]]:
